@@ -1,0 +1,236 @@
+/*
+ * poller.h - the public contract of the poller core.
+ *
+ * poller tells a program which of its file descriptors are ready, through
+ * one API over select(2), poll(2), epoll(7), io_uring(7) and kqueue(2).
+ * The backend is chosen at run time (POLLER_AUTO) or by the caller.
+ *
+ * Conventions that hold for every function below:
+ *  - Functions return 0 (or a count) on success and a negative errno value
+ *    on failure.  errno is never used as a side channel.
+ *  - A failed call changes nothing (unless its comment says otherwise) and
+ *    leaves the poller usable.
+ *  - The caller owns the event buffer; poller_wait allocates nothing.
+ *  - One poller is used by one thread at a time.  poller_wakeup is the
+ *    exception: any thread, and any signal handler, may call it.
+ *  - epoll, io_uring and kqueue watch open file descriptions, not numbers.
+ *    Call poller_del before close(2) (lessons.md, libuv#1468).  poller hides
+ *    the events of a registration that was deleted or replaced, but the
+ *    kernel may keep a closed-but-dup'ed file in its set until the last
+ *    copy is closed.
+ */
+#ifndef POLLER_H
+#define POLLER_H
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define POLLER_VERSION_MAJOR 0
+#define POLLER_VERSION_MINOR 1
+#define POLLER_VERSION_PATCH 0
+
+/* An instance of the poller: a kernel object plus the fd table. */
+typedef struct poller poller;
+
+/* The readiness mechanisms.  The values are stable: bit (1u << b) of
+ * poller_available() stands for backend b. */
+enum poller_backend {
+  POLLER_AUTO = 0,   /* the best usable here, see poller_open */
+  POLLER_SELECT = 1, /* select(2), with sets that grow past FD_SETSIZE */
+  POLLER_POLL = 2,   /* poll(2) */
+  POLLER_EPOLL = 3,  /* epoll(7), Linux */
+  POLLER_KQUEUE = 4, /* kqueue(2), BSD and macOS (or libkqueue) */
+  POLLER_URING = 5   /* io_uring poll requests, Linux 5.1+ (liburing) */
+};
+
+/* Readiness bits, used both in interest masks and in reports. */
+#define POLLER_IN 0x001u    /* readable, or the peer closed */
+#define POLLER_OUT 0x002u   /* writable */
+#define POLLER_PRI 0x004u   /* urgent (out-of-band) data */
+#define POLLER_ERR 0x008u   /* an error is pending; always reported */
+#define POLLER_HUP 0x010u   /* hang-up; always reported (not on select) */
+#define POLLER_RDHUP 0x020u /* the peer shut down its writing half */
+/* Report only: the registration was dropped by poller because the kernel
+ * refused a deferred change or the fd was found closed (select, poll).
+ * It always comes with POLLER_ERR.  See poller_wait. */
+#define POLLER_NVAL 0x040u
+/* Modes, interest only. */
+#define POLLER_ET 0x100u      /* edge-triggered: report transitions */
+#define POLLER_ONESHOT 0x200u /* disarm after one report; mod re-arms */
+
+/* Every bit valid in an interest mask. */
+#define POLLER_INTEREST_MASK                                                   \
+  (POLLER_IN | POLLER_OUT | POLLER_PRI | POLLER_ERR | POLLER_HUP |             \
+   POLLER_RDHUP | POLLER_ET | POLLER_ONESHOT)
+
+/* A registration (key) as returned by poller_get and poller_next, and a
+ * report as filled in by poller_wait.
+ *  fd:     the file descriptor.
+ *  events: the interest mask (key) or the ready bits (report).
+ *  data:   the caller's pointer given at add, mod or push.
+ *  gen:    the generation of the registration, new for every poller_add
+ *          (and every push onto an empty stack).  poller_current compares
+ *          it to tell a report of a deleted or replaced registration. */
+typedef struct poller_event {
+  int fd;
+  unsigned events;
+  void *data;
+  unsigned gen;
+} poller_event;
+
+/* Counters kept per poller, for tests and benchmarks (poller_stats). */
+typedef struct poller_stats {
+  unsigned long long waits;    /* calls of poller_wait that waited */
+  unsigned long long syscalls; /* system calls made by the backend */
+  unsigned long long events;   /* events reported to the caller */
+  unsigned long long changes;  /* interest changes sent to the kernel */
+  unsigned long long eintr;    /* EINTR retries inside poller_wait */
+  unsigned long long stale;    /* kernel events dropped as stale */
+} poller_stats;
+
+/* Options for poller_option. */
+enum poller_option {
+  /* 1: poller_wait returns -EINTR when a signal interrupts it.
+   * 0 (the default): it retries against its deadline (PEP 475). */
+  POLLER_OPT_REPORT_EINTR = 1
+};
+
+/* Opens a poller on `backend` and stores it in *p.
+ * POLLER_AUTO picks the first usable of epoll, kqueue, poll, select
+ * (io_uring only when asked for: see the README for the measurement),
+ * unless the environment variable POLLER_BACKEND names one (select, poll,
+ * epoll, uring, kqueue); the variable is ignored in setuid programs.
+ * Returns 0; -EINVAL for a NULL p or an unknown backend; -ENOSYS when the
+ * backend is not built in; the kernel's error (-EPERM, -ENOSYS, -EMFILE,
+ * -ENOMEM...) when it is built in but refused here.  *p is NULL on failure. */
+int poller_open(poller **p, enum poller_backend backend);
+
+/* Closes the poller: releases the kernel object, every registration and
+ * all memory.  The caller's fds stay open.  NULL is ignored. */
+void poller_close(poller *p);
+
+/* Returns the backend in use (never POLLER_AUTO), or POLLER_AUTO for NULL. */
+enum poller_backend poller_backend(const poller *p);
+
+/* Returns the backend's name ("auto", "select", "poll", "epoll", "kqueue",
+ * "uring"), or "unknown". */
+const char *poller_backend_name(enum poller_backend b);
+
+/* Parses a backend name as poller_backend_name spells it.
+ * Returns the backend, or -EINVAL. */
+int poller_backend_from_name(const char *name);
+
+/* Returns bit (1u << b) for every backend b built in and usable here. */
+unsigned poller_available(void);
+
+/* Returns the modes the backend provides natively: POLLER_ET and/or
+ * POLLER_ONESHOT.  The others are emulated (see the README). 0 for NULL. */
+unsigned poller_caps(const poller *p);
+
+/* Registers fd with interest `events` and the caller's `data`.
+ * Returns 0; -EFAULT for a NULL p; -EBADF for a negative or closed fd;
+ * -EINVAL for an empty interest (no readiness bit) or an unknown bit;
+ * -EEXIST when fd is already registered (that registration is unchanged);
+ * -ENOMEM; or the kernel's error.  A file the kernel cannot watch (a
+ * regular file under epoll) is accepted and reported always ready, as
+ * select and poll report it. */
+int poller_add(poller *p, int fd, unsigned events, void *data);
+
+/* Changes the interest and data of fd's registration (the top of its
+ * stack) and re-arms a ONESHOT registration.  A change of data alone costs
+ * no system call; interest changes are applied at the next poller_wait or
+ * poller_flush, and a change undone before then costs nothing.
+ * Returns 0; -EFAULT; -EINVAL for a bad mask; -ENOENT for an unknown fd. */
+int poller_mod(poller *p, int fd, unsigned events, void *data);
+
+/* Removes fd's registration, with its whole stack.  The kernel no longer
+ * watches the fd when this returns, so closing it right after is safe, and
+ * no event of this registration is reported afterwards.  Succeeds for an
+ * fd closed since it was added.  Returns 0; -EFAULT; -ENOENT for an
+ * unknown fd. */
+int poller_del(poller *p, int fd);
+
+/* Stores fd's registration (interest, data, generation) in *key.
+ * Returns 0; -EFAULT for NULL; -ENOENT for an unknown fd. */
+int poller_get(const poller *p, int fd, poller_event *key);
+
+/* Stores in *key the registration with the lowest fd above after_fd (pass
+ * -1 to start).  Returns 0; -ENOENT when there is none; -EFAULT. */
+int poller_next(const poller *p, int after_fd, poller_event *key);
+
+/* Returns the number of registered fds (a stack counts once); 0 for NULL. */
+size_t poller_count(const poller *p);
+
+/* Pushes (events, data) onto fd's registration stack: registers fd when it
+ * has no stack (as poller_add), otherwise saves the current top and makes
+ * the new entry the one in force.  Errors as poller_add, without -EEXIST. */
+int poller_push(poller *p, int fd, unsigned events, void *data);
+
+/* Pops fd's registration stack: the entry below comes back in force; the
+ * last entry unregisters fd (as poller_del).
+ * Returns 0; -EFAULT; -ENOENT for an unknown fd. */
+int poller_pop(poller *p, int fd);
+
+/* Returns the depth of fd's registration stack, 0 when not registered. */
+int poller_depth(const poller *p, int fd);
+
+/* Applies the interest changes queued by mod, push and pop now.
+ * A registration whose change the kernel refuses is removed.
+ * Returns 0, or the first such error (-errno). */
+int poller_flush(poller *p);
+
+/* Waits for readiness and stores at most max reports in out[], one per fd
+ * (read and write merged).  timeout_ms: -1 blocks until an event or a
+ * wakeup; 0 does not block; a positive value waits at least that long.
+ * A signal does not end the wait early (it resumes with the time left)
+ * unless POLLER_OPT_REPORT_EINTR is set; a handler that wants the wait to
+ * end calls poller_wakeup.  When more fds are ready than max, the next
+ * waits report the others.  A registration dropped by poller (POLLER_NVAL)
+ * is reported once, then gone.
+ * Returns the number of reports (0 on timeout or wakeup); -EFAULT for a
+ * NULL p or out; -EINVAL for max <= 0 or a timeout below -1; -EINTR (only
+ * with POLLER_OPT_REPORT_EINTR); or the kernel's error. */
+int poller_wait(poller *p, poller_event *out, int max, int timeout_ms);
+
+/* Returns 1 when *ev (a report of the last poller_wait) belongs to the
+ * registration now in force for its fd and that registration still wants
+ * some of the reported bits; 0 when it was deleted, replaced (the fd number
+ * reused) or disarmed since.  Event loops call it before each dispatch so a
+ * handler that closes another fd of the same batch is safe. */
+int poller_current(const poller *p, const poller_event *ev);
+
+/* Makes a poller_wait in progress, or the next one, return promptly.
+ * Async-signal-safe and thread-safe; wakeups coalesce.
+ * Returns 0; -EFAULT for NULL. */
+int poller_wakeup(poller *p);
+
+/* Returns a descriptor that is readable while the poller has events to
+ * report (epoll, kqueue, io_uring), so a poller nests in another loop;
+ * -1 where there is none (select, poll) or for NULL. */
+int poller_fd(const poller *p);
+
+/* Rebuilds the kernel object in a forked child and registers every fd
+ * again; the parent's poller is unaffected.  Pending wakeups are dropped.
+ * Returns 0; -EFAULT; or the kernel's error (the poller is then unusable
+ * except for poller_close). */
+int poller_reinit(poller *p);
+
+/* Sets an option (enum poller_option).  Returns 0; -EFAULT; -EINVAL. */
+int poller_option(poller *p, int option, int value);
+
+/* Copies the poller's counters into *st.  Returns 0; -EFAULT for NULL. */
+int poller_stats_get(const poller *p, poller_stats *st);
+
+/* Returns the bytes poller keeps per registered fd (the fd table entry). */
+size_t poller_fd_state_size(void);
+
+/* Returns a static description of a negative errno returned by poller. */
+const char *poller_strerror(int err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* POLLER_H */

@@ -1,0 +1,166 @@
+/*
+ * backend_epoll.c - epoll(7), Linux.
+ *
+ * Native level, edge (EPOLLET) and oneshot (EPOLLONESHOT) modes.  Every
+ * registration carries its generation in the upper half of data.u64, so a
+ * report queued by the kernel before a poller_del and a new poller_add of
+ * the same fd number is recognised as stale (libev's egen).
+ *
+ * epoll refuses regular files and some devices with EPERM (lessons 9,
+ * asio#111): the core then reports them always ready, as select and poll
+ * would.  epoll watches open file descriptions: a closed fd with a live
+ * dup stays in the set until poller_del (lessons 1, libuv#1468); poller_del
+ * therefore removes synchronously, before the caller can close.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+/* POLLER_IN, _ERR and _HUP equal their EPOLL bits; OUT and PRI are
+ * swapped (the public values follow the API's own order). */
+_Static_assert(POLLER_IN == EPOLLIN && POLLER_ERR == EPOLLERR &&
+                   POLLER_HUP == EPOLLHUP,
+               "POLLER_IN, _ERR, _HUP equal the EPOLL bits");
+
+#define EVBUF_MAX 1024
+
+struct epoll_state {
+  int epfd;
+  struct epoll_event buf[EVBUF_MAX];
+};
+
+static uint32_t to_epoll(unsigned want) {
+  uint32_t ev = want & (POLLER_IN | POLLER_ERR | POLLER_HUP);
+  if (want & POLLER_OUT)
+    ev |= EPOLLOUT;
+  if (want & POLLER_PRI)
+    ev |= EPOLLPRI;
+  if (want & POLLER_RDHUP)
+    ev |= EPOLLRDHUP;
+  if (want & POLLER_ET)
+    ev |= EPOLLET;
+  if (want & POLLER_ONESHOT)
+    ev |= EPOLLONESHOT;
+  return ev;
+}
+
+static int epoll_probe(void) {
+  int fd = epoll_create1(EPOLL_CLOEXEC);
+  if (fd < 0)
+    return -errno;
+  close(fd);
+  return 0;
+}
+
+static int epoll_init(poller *p) {
+  struct epoll_state *s = malloc(sizeof *s);
+  if (!s)
+    return -ENOMEM;
+  s->epfd = epoll_create1(EPOLL_CLOEXEC);
+  if (s->epfd < 0) {
+    int r = -errno;
+    free(s);
+    return r;
+  }
+  p->bstate = s;
+  return 0;
+}
+
+static void epoll_fini(poller *p) {
+  struct epoll_state *s = p->bstate;
+  if (!s)
+    return;
+  close(s->epfd);
+  free(s);
+  p->bstate = NULL;
+}
+
+static int epoll_ctl_fd(poller *p, int fd, struct poller__fd *e, unsigned have,
+                        unsigned want, int rearm) {
+  struct epoll_state *s = p->bstate;
+  struct epoll_event ev;
+  int op;
+  (void)rearm;
+  if (!want)
+    op = EPOLL_CTL_DEL;
+  else if (!have)
+    op = EPOLL_CTL_ADD;
+  else
+    op = EPOLL_CTL_MOD;
+  ev.events = to_epoll(want);
+  ev.data.u64 = (uint64_t)(uint32_t)fd | ((uint64_t)e->gen << 32);
+  p->stats.syscalls++;
+  if (epoll_ctl(s->epfd, op, fd, &ev) == 0)
+    return 0;
+  int err = errno;
+  if (err == EPERM && op == EPOLL_CTL_ADD)
+    return POLLER__ALWAYS_READY;
+  if (err == ENOENT && op == EPOLL_CTL_MOD) {
+    /* The kernel dropped it: the fd was closed and reopened under the
+     * same number.  Register the new file afresh. */
+    p->stats.syscalls++;
+    if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, fd, &ev) == 0)
+      return 0;
+    err = errno;
+  }
+  return -err;
+}
+
+static int epoll_wait_fd(poller *p, poller_event *out, int max,
+                         int timeout_ms) {
+  struct epoll_state *s = p->bstate;
+  if (max > EVBUF_MAX)
+    max = EVBUF_MAX;
+  p->stats.syscalls++;
+  int n = epoll_wait(s->epfd, s->buf, max, timeout_ms);
+  if (n < 0)
+    return -errno;
+  for (int i = 0; i < n; i++) {
+    uint32_t ev = s->buf[i].events;
+    unsigned bits = ev & (POLLER_IN | POLLER_ERR | POLLER_HUP);
+    if (ev & EPOLLOUT)
+      bits |= POLLER_OUT;
+    if (ev & EPOLLPRI)
+      bits |= POLLER_PRI;
+    if (ev & EPOLLRDHUP)
+      bits |= POLLER_RDHUP;
+    out[i].fd = (int)(uint32_t)s->buf[i].data.u64;
+    out[i].events = bits;
+    out[i].gen = (unsigned)(s->buf[i].data.u64 >> 32);
+    out[i].data = NULL;
+  }
+  return n;
+}
+
+static int epoll_fd(const poller *p) {
+  return ((const struct epoll_state *)p->bstate)->epfd;
+}
+
+static int epoll_reinit(poller *p) {
+  /* The child's copy of the epoll fd refers to the parent's instance:
+   * closing the copy leaves the parent's set alone, while any change made
+   * through it would change the parent's (lessons F6). */
+  struct epoll_state *s = p->bstate;
+  int fd = epoll_create1(EPOLL_CLOEXEC);
+  if (fd < 0)
+    return -errno;
+  close(s->epfd);
+  s->epfd = fd;
+  return 0;
+}
+
+const struct poller__backend poller__backend_epoll = {
+    .id = POLLER_EPOLL,
+    .name = "epoll",
+    .caps = POLLER_ET | POLLER_ONESHOT | POLLER__CAP_SYNC_ADD,
+    .probe = epoll_probe,
+    .init = epoll_init,
+    .fini = epoll_fini,
+    .ctl = epoll_ctl_fd,
+    .wait = epoll_wait_fd,
+    .fd = epoll_fd,
+    .reinit = epoll_reinit,
+};

@@ -1,0 +1,33 @@
+/*
+ * backends.c - the preference-ordered table of backends built in.
+ *
+ * POLLER_AUTO tries them in this order.  epoll comes before io_uring:
+ * bench/RESULTS.md measures both, and io_uring's poll requests cost more
+ * per re-armed event than epoll on the kernels we measured (lessons 6).
+ * The build defines POLLER_HAVE_<NAME> for each backend it compiles.
+ */
+#include "internal.h"
+
+#include <stddef.h>
+
+const struct poller__backend *const poller__backends[] = {
+#ifdef POLLER_HAVE_EPOLL
+    &poller__backend_epoll,
+#endif
+#ifdef POLLER_HAVE_KQUEUE
+    &poller__backend_kqueue,
+#endif
+#ifdef POLLER_HAVE_URING
+    &poller__backend_uring,
+#endif
+    &poller__backend_poll,
+    &poller__backend_select,
+    NULL,
+};
+
+const struct poller__backend *poller__backend_find(enum poller_backend b) {
+  for (int i = 0; poller__backends[i]; i++)
+    if (poller__backends[i]->id == b)
+      return poller__backends[i];
+  return NULL;
+}

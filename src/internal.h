@@ -1,0 +1,159 @@
+/*
+ * internal.h - what the core and the backends share.  Not installed.
+ *
+ * The core (poller.c) owns the fd table, the registration stacks, the queue
+ * of interest changes and every decision about what reaches the caller.
+ * A backend (backend_*.c) translates interest masks into its kernel's
+ * terms, batches them as it likes, and turns kernel reports back into raw
+ * poller_event entries.  A backend never calls user code and never decides
+ * whether a report is stale: the core does, from the generation.
+ */
+#ifndef POLLER_INTERNAL_H
+#define POLLER_INTERNAL_H
+
+#include "poller.h"
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+/* Flags of a fd table entry. */
+#define FD_REGISTERED 0x01u /* the fd has a registration stack */
+#define FD_QUEUED 0x02u     /* the fd is in the change queue */
+#define FD_DISARMED 0x04u   /* ONESHOT fired, or NVAL: nothing armed */
+#define FD_ALWAYS 0x08u     /* the kernel refused it: always ready */
+#define FD_INTERNAL 0x10u   /* the poller's own wakeup fd */
+#define FD_EDGE_WAIT 0x20u  /* emulated ET: reported, awaiting not-ready */
+#define FD_FAILED 0x40u     /* dropped by the core, NVAL report pending */
+
+/* The saved entries of a registration stack below its top. */
+struct poller__stack {
+  unsigned depth; /* saved entries in use */
+  unsigned cap;
+  struct {
+    unsigned events;
+    void *data;
+  } entry[];
+};
+
+/* One entry of the fd table, indexed by fd.  32 bytes on LP64: the whole
+ * per-fd state of the core (see poller_fd_state_size). */
+struct poller__fd {
+  void *data;                  /* top of the stack: the caller's data */
+  struct poller__stack *saved; /* entries below the top, or NULL */
+  unsigned events;             /* top of the stack: interest and modes */
+  unsigned gen;                /* generation of the registration */
+  uint16_t kmask;              /* mask the kernel holds, 0 for none */
+  uint16_t flags;              /* FD_* */
+  int32_t bidx;                /* the backend's own slot (poll: index) */
+};
+
+/* What a backend's ctl may return besides 0 and -errno: the kernel cannot
+ * watch this kind of file (epoll's EPERM for regular files, lessons 9). */
+#define POLLER__ALWAYS_READY 1
+
+/* Capability bits of a backend beyond POLLER_ET and POLLER_ONESHOT. */
+#define POLLER__CAP_SYNC_ADD 0x10000u /* ctl on add reports bad fds itself */
+
+/*
+ * The backend interface.  Each backend file exports one const instance.
+ *
+ * probe:  returns 0 when the backend works on this machine, else -errno.
+ *         Cheap; called by poller_available and by POLLER_AUTO.
+ * init:   creates the kernel object and p->bstate.  Returns 0 or -errno.
+ * fini:   releases them.  Must not close a descriptor it does not own
+ *         (after fork, see reinit).
+ * ctl:    makes the kernel watch fd for `want` (readiness bits plus
+ *         POLLER_ET / POLLER_ONESHOT) where it holds `have` (0: nothing).
+ *         want == 0 removes the fd and must take effect before ctl returns
+ *         (removals are synchronous, lessons 3).  Other changes may be
+ *         batched until wait.  `rearm` is set when a native ONESHOT
+ *         registration must be re-armed although have == want.  e->gen is
+ *         the generation to tag the kernel registration with.  Returns 0,
+ *         POLLER__ALWAYS_READY, or -errno.
+ * wait:   waits at most timeout_ms (-1: forever) and stores at most max
+ *         raw reports in out[]: fd, ready bits (POLLER_*), and in gen the
+ *         generation the kernel registration carried (0 if the backend
+ *         keeps none; the core then takes the current one).  At most one
+ *         report per fd.  Returns the count, 0 on timeout, -errno (-EINTR
+ *         included; the core retries).
+ * fd:     the pollable descriptor of the kernel object, or -1.
+ * reinit: called in a forked child: drops the inherited kernel object
+ *         without disturbing the parent and creates a new one.  The core
+ *         then calls ctl for every registration with have == 0.
+ */
+struct poller__backend {
+  enum poller_backend id;
+  const char *name;
+  unsigned caps; /* POLLER_ET, POLLER_ONESHOT, POLLER__CAP_* */
+  int (*probe)(void);
+  int (*init)(poller *p);
+  void (*fini)(poller *p);
+  int (*ctl)(poller *p, int fd, struct poller__fd *e, unsigned have,
+             unsigned want, int rearm);
+  int (*wait)(poller *p, poller_event *out, int max, int timeout_ms);
+  int (*fd)(const poller *p);
+  int (*reinit)(poller *p);
+};
+
+struct poller {
+  const struct poller__backend *be;
+  void *bstate; /* the backend's own state */
+
+  struct poller__fd *fds; /* the fd table, indexed by fd */
+  int nfds;               /* entries allocated in fds */
+  int maxfd;              /* highest registered fd, -1 when none */
+  size_t count;           /* registered fds, the wakeup fd excluded */
+  size_t kcount;          /* fds the backend may hold (capacity hint) */
+
+  int *queue; /* fds whose interest changed since the last flush */
+  int nqueue;
+  int capqueue;
+
+  int *special; /* ALWAYS, EDGE_WAIT and FAILED fds: checked each wait */
+  int nspecial;
+  int capspecial;
+  void *probe_buf; /* struct pollfd[capspecial] for the emulated ET probe */
+
+  int wakefd_r, wakefd_w; /* the wakeup channel (eventfd: both equal) */
+  atomic_int wake_pending;
+  unsigned next_gen;
+  int report_eintr;
+  poller_stats stats;
+};
+
+/* Looks up fd's table entry, or NULL when the table does not reach it. */
+static inline struct poller__fd *poller__entry(const poller *p, int fd) {
+  return (fd >= 0 && fd < p->nfds) ? &p->fds[fd] : NULL;
+}
+
+/* Converts epoll/poll style bits (POLLIN...) into POLLER_* and back.  The
+ * values of POLLIN, POLLOUT, POLLPRI, POLLERR, POLLHUP match EPOLL* on
+ * Linux; poll.c and epoll.c each check what they rely on. */
+
+/* The backends, each defined in its own file; NULL where not built. */
+extern const struct poller__backend poller__backend_select;
+extern const struct poller__backend poller__backend_poll;
+extern const struct poller__backend poller__backend_epoll;
+extern const struct poller__backend poller__backend_kqueue;
+extern const struct poller__backend poller__backend_uring;
+
+/* The preference-ordered table of built backends (backends.c). */
+extern const struct poller__backend *const poller__backends[];
+const struct poller__backend *poller__backend_find(enum poller_backend b);
+
+/* The wakeup channel (wakeup.c): an eventfd on Linux, a pipe elsewhere. */
+int poller__wakefd_open(int *rfd, int *wfd);
+void poller__wakefd_drain(int rfd);
+void poller__wakefd_signal(int wfd);
+
+/* Fault injection for the tests: when set, the named point fails with the
+ * given -errno once per call until cleared (0). */
+enum poller__fault_point {
+  POLLER__FAULT_URING_SETUP, /* io_uring probe and init */
+  POLLER__FAULT_CTL,         /* every backend ctl that is not a removal */
+  POLLER__FAULT_COUNT
+};
+extern int poller__fault[POLLER__FAULT_COUNT];
+void poller__fault_set(enum poller__fault_point point, int err);
+
+#endif /* POLLER_INTERNAL_H */

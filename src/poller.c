@@ -1,0 +1,848 @@
+/*
+ * poller.c - the backend-neutral core.
+ *
+ * The core owns the fd table (one 32-byte entry per fd number), the
+ * registration stacks, the queue of interest changes and the "special"
+ * list of fds that need attention at every wait (always-ready files,
+ * emulated edge-triggered fds waiting to become not-ready, and dropped
+ * registrations whose report is pending).
+ *
+ * One wait, in order:
+ *   1. scan the special list (may produce reports without a system call);
+ *   2. flush the change queue: each changed fd reaches the backend once,
+ *      with the union of its changes, and only if it differs from what the
+ *      kernel holds (libev's fd_reify, libuv's watcher queue);
+ *   3. call the backend's wait (timeout 0 when step 1 found something);
+ *   4. filter its raw reports in place: drop the wakeup fd, stale
+ *      generations and disarmed registrations; apply ONESHOT and the
+ *      emulated ET of backends that lack them; fill in the caller's data.
+ * EINTR is retried against an absolute deadline (PEP 475, lessons 11).
+ */
+#define _GNU_SOURCE
+#include "internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+/* Bits that say the fd is ready for something (everything but modes). */
+#define READY_BITS                                                             \
+  (POLLER_IN | POLLER_OUT | POLLER_PRI | POLLER_ERR | POLLER_HUP |             \
+   POLLER_RDHUP)
+#define MODE_BITS (POLLER_ET | POLLER_ONESHOT)
+
+/* Extra flags beyond internal.h's, private to the core. */
+#define FD_INBATCH 0x80u    /* reported by the special scan in this wait */
+#define FD_KDISARMED 0x100u /* native ONESHOT fired: the kernel disarmed it */
+#define FD_INSPECIAL 0x200u /* present in p->special */
+
+/* Emulated ET keeps the bits it reported and found still ready in the
+ * upper half of `events`, which the interest never uses. */
+#define EDGE_SHIFT 16
+#define EDGE_BITS(e) (((e)->events >> EDGE_SHIFT) & READY_BITS)
+#define SET_EDGE_BITS(e, b)                                                    \
+  ((e)->events = ((e)->events & 0xffffu) | ((unsigned)(b) << EDGE_SHIFT))
+
+int poller__fault[POLLER__FAULT_COUNT];
+
+void poller__fault_set(enum poller__fault_point point, int err) {
+  if ((unsigned)point < POLLER__FAULT_COUNT)
+    poller__fault[point] = err;
+}
+
+/* Conversions between POLLER_* bits and poll(2) bits (backend_poll.c). */
+short poller__to_pollbits(unsigned events);
+unsigned poller__from_pollbits(short revents);
+
+static int check_mask(unsigned events) {
+  if (events & ~POLLER_INTEREST_MASK)
+    return -EINVAL;
+  if (!(events & READY_BITS))
+    return -EINVAL;
+  return 0;
+}
+
+static int fd_is_open(poller *p, int fd) {
+  p->stats.syscalls++;
+  return fcntl(fd, F_GETFD) != -1 || errno != EBADF;
+}
+
+/* Grows the fd table so that it reaches fd.  Never called on the wait
+ * path. */
+static int table_reach(poller *p, int fd) {
+  if (fd < p->nfds)
+    return 0;
+  size_t n = p->nfds ? (size_t)p->nfds : 64;
+  while (n <= (size_t)fd)
+    n *= 2;
+  if (n > INT_MAX)
+    n = (size_t)fd + 1;
+  struct poller__fd *t = realloc(p->fds, n * sizeof *t);
+  if (!t)
+    return -ENOMEM;
+  memset(t + p->nfds, 0, (n - (size_t)p->nfds) * sizeof *t);
+  p->fds = t;
+  p->nfds = (int)n;
+  return 0;
+}
+
+/* Makes sure the change queue and the special list can hold `need`
+ * entries, so the wait path never allocates.  Each fd is at most once in
+ * each list, and an entry can only appear for a registered fd; so
+ * reserving count + nqueue + nspecial + 2 at every add bounds both lists
+ * until the next add (entries of deleted fds leave at the next wait). */
+static int lists_reserve(poller *p, size_t need) {
+  if (need <= (size_t)p->capqueue && need <= (size_t)p->capspecial)
+    return 0;
+  size_t n = p->capqueue ? (size_t)p->capqueue * 2 : 16;
+  while (n < need)
+    n *= 2;
+  if (n > INT_MAX)
+    return -ENOMEM;
+  int *q = realloc(p->queue, n * sizeof *q);
+  if (!q)
+    return -ENOMEM;
+  p->queue = q;
+  int *s = realloc(p->special, n * sizeof *s);
+  if (!s)
+    return -ENOMEM;
+  p->special = s;
+  void *b = realloc(p->probe_buf, n * sizeof(struct pollfd));
+  if (!b)
+    return -ENOMEM;
+  p->probe_buf = b;
+  p->capqueue = p->capspecial = (int)n;
+  return 0;
+}
+
+static void queue_change(poller *p, int fd, struct poller__fd *e) {
+  if (e->flags & FD_QUEUED)
+    return;
+  e->flags |= FD_QUEUED;
+  p->queue[p->nqueue++] = fd;
+}
+
+static void special_add(poller *p, int fd, struct poller__fd *e) {
+  if (e->flags & FD_INSPECIAL)
+    return;
+  e->flags |= FD_INSPECIAL;
+  p->special[p->nspecial++] = fd;
+}
+
+/* The mask the kernel should hold for e now. */
+static unsigned want_of(const poller *p, const struct poller__fd *e) {
+  if (e->flags & FD_INTERNAL)
+    return POLLER_IN;
+  if (!(e->flags & FD_REGISTERED) ||
+      (e->flags & (FD_DISARMED | FD_ALWAYS | FD_FAILED)))
+    return 0;
+  unsigned want = e->events & (READY_BITS | MODE_BITS);
+  want &= ~(MODE_BITS & ~p->be->caps);
+  if (e->flags & FD_EDGE_WAIT) {
+    /* Emulated ET: watch only the bits that are not ready now, so a level
+     * kernel does not report the same readiness again.  After a hang-up or
+     * an error nothing new can come, and poll(2) would report them even
+     * with no interest, so the fd leaves the kernel set. */
+    unsigned edge = EDGE_BITS(e);
+    if (edge & (POLLER_HUP | POLLER_ERR))
+      return 0;
+    want &= ~edge;
+    if (!(want & READY_BITS))
+      return 0;
+  }
+  return want;
+}
+
+static int backend_ctl(poller *p, int fd, struct poller__fd *e, unsigned have,
+                       unsigned want, int rearm) {
+  if (want && poller__fault[POLLER__FAULT_CTL])
+    return poller__fault[POLLER__FAULT_CTL];
+  return p->be->ctl(p, fd, e, have, want, rearm);
+}
+
+static void stack_free(struct poller__fd *e) {
+  free(e->saved);
+  e->saved = NULL;
+}
+
+/* Drops the registration of fd from the kernel and the table, keeping
+ * gen (and data, when `report` is set, for the NVAL report). */
+static void drop_registration(poller *p, int fd, struct poller__fd *e,
+                              int report) {
+  if (e->kmask)
+    (void)p->be->ctl(p, fd, e, e->kmask, 0, 0);
+  e->kmask = 0;
+  stack_free(e);
+  if (e->flags & FD_REGISTERED)
+    p->count--;
+  e->flags &= (FD_QUEUED | FD_INSPECIAL);
+  e->events = 0;
+  if (report) {
+    e->flags |= FD_FAILED;
+    special_add(p, fd, e);
+  } else {
+    e->data = NULL;
+  }
+}
+
+/* Sends the queued changes to the backend.  A change the kernel refuses
+ * drops the registration; with `report` the drop is reported as
+ * ERR|NVAL at this wait, otherwise the first error is returned. */
+static int flush(poller *p, int report) {
+  int first_err = 0;
+  for (int i = 0; i < p->nqueue; i++) {
+    int fd = p->queue[i];
+    struct poller__fd *e = &p->fds[fd];
+    e->flags &= ~FD_QUEUED;
+    unsigned want = want_of(p, e);
+    int rearm = (e->flags & FD_KDISARMED) && want;
+    if (want == e->kmask && !rearm)
+      continue;
+    int r = backend_ctl(p, fd, e, e->kmask, want, rearm);
+    p->stats.changes++;
+    if (r == 0) {
+      e->kmask = (uint16_t)want;
+      e->flags &= ~FD_KDISARMED;
+    } else if (r == POLLER__ALWAYS_READY) {
+      e->kmask = 0;
+      e->flags |= FD_ALWAYS;
+      special_add(p, fd, e);
+    } else if (want == 0) {
+      /* A removal the kernel refused (EBADF: the fd was closed, and the
+       * kernel forgot it with the last reference).  Nothing is held. */
+      e->kmask = 0;
+    } else {
+      if (!first_err)
+        first_err = r;
+      drop_registration(p, fd, e, report);
+    }
+  }
+  p->nqueue = 0;
+  return first_err;
+}
+
+static long long now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* Milliseconds left until deadline, rounded up so a wait never ends
+ * before its deadline and never turns into a zero-timeout spin. */
+static int ms_left(long long deadline) {
+  long long left = deadline - now_ns();
+  if (left <= 0)
+    return 0;
+  long long ms = (left + 999999) / 1000000;
+  return ms > INT_MAX ? INT_MAX : (int)ms;
+}
+
+/* Applies ONESHOT after a report of e. */
+static void after_report(poller *p, int fd, struct poller__fd *e) {
+  if (!(e->events & POLLER_ONESHOT))
+    return;
+  e->flags |= FD_DISARMED;
+  if (p->be->caps & POLLER_ONESHOT) {
+    if (!(e->flags & FD_ALWAYS))
+      e->flags |= FD_KDISARMED;
+  } else {
+    queue_change(p, fd, e);
+  }
+}
+
+/* Step 1: the special list.  Returns the number of reports stored. */
+static int scan_special(poller *p, poller_event *out, int max) {
+  struct pollfd *probe = p->probe_buf;
+  int nprobe = 0, n = 0;
+  for (int i = 0; i < p->nspecial;) {
+    int fd = p->special[i];
+    struct poller__fd *e = &p->fds[fd];
+    if (!(e->flags & (FD_ALWAYS | FD_EDGE_WAIT | FD_FAILED))) {
+      e->flags &= ~FD_INSPECIAL;
+      p->special[i] = p->special[--p->nspecial];
+      continue;
+    }
+    i++;
+    if (n >= max)
+      continue;
+    if (e->flags & FD_FAILED) {
+      out[n++] = (poller_event){fd, POLLER_ERR | POLLER_NVAL, e->data, e->gen};
+      e->flags &= ~FD_FAILED;
+      e->data = NULL;
+      continue;
+    }
+    if (!(e->flags & FD_REGISTERED) || (e->flags & FD_DISARMED))
+      continue;
+    if (e->flags & FD_ALWAYS) {
+      /* A regular file: select and poll call it readable and writable. */
+      unsigned bits = e->events & (POLLER_IN | POLLER_OUT);
+      if (!bits)
+        continue;
+      if (e->events & POLLER_ET) {
+        if (EDGE_BITS(e) == bits)
+          continue; /* an edge is reported once; a file never changes */
+        SET_EDGE_BITS(e, bits);
+      }
+      out[n++] = (poller_event){fd, bits, e->data, e->gen};
+      e->flags |= FD_INBATCH;
+      after_report(p, fd, e);
+      continue;
+    }
+    probe[nprobe].fd = fd;
+    probe[nprobe].events = poller__to_pollbits(e->events & READY_BITS);
+    probe[nprobe].revents = 0;
+    nprobe++;
+  }
+  if (nprobe == 0)
+    return n;
+  /* Emulated ET: one zero-timeout poll(2) over the fds reported earlier,
+   * to learn which have become not-ready (re-arm them) and which gained a
+   * new readiness bit (report it: a transition). */
+  p->stats.syscalls++;
+  if (poll(probe, (nfds_t)nprobe, 0) < 0)
+    return n;
+  for (int i = 0; i < nprobe; i++) {
+    int fd = probe[i].fd;
+    struct poller__fd *e = &p->fds[fd];
+    unsigned now = poller__from_pollbits(probe[i].revents) &
+                   ((e->events & READY_BITS) | POLLER_ERR | POLLER_HUP);
+    unsigned fresh = now & ~EDGE_BITS(e);
+    SET_EDGE_BITS(e, now);
+    if (!now)
+      e->flags &= ~FD_EDGE_WAIT;
+    queue_change(p, fd, e);
+    if (fresh && n < max) {
+      out[n++] = (poller_event){fd, now, e->data, e->gen};
+      e->flags |= FD_INBATCH;
+      after_report(p, fd, e);
+    }
+  }
+  return n;
+}
+
+/* Step 4: filters out[from, from + k) in place, appending the kept reports
+ * at out[*n].  Sets *woken when the wakeup fd was among them. */
+static void filter(poller *p, poller_event *out, int from, int k, int *n,
+                   int *woken) {
+  int emulate_et = !(p->be->caps & POLLER_ET);
+  for (int i = from; i < from + k; i++) {
+    int fd = out[i].fd;
+    unsigned bits = out[i].events;
+    struct poller__fd *e = poller__entry(p, fd);
+    if (!e) {
+      p->stats.stale++;
+      continue;
+    }
+    if (e->flags & FD_INTERNAL) {
+      poller__wakefd_drain(p->wakefd_r);
+      p->stats.syscalls++;
+      atomic_store(&p->wake_pending, 0);
+      *woken = 1;
+      continue;
+    }
+    if (!(e->flags & FD_REGISTERED) || (e->flags & FD_DISARMED) ||
+        (out[i].gen && out[i].gen != e->gen)) {
+      p->stats.stale++;
+      continue;
+    }
+    bits &= (e->events & READY_BITS) | POLLER_ERR | POLLER_HUP | POLLER_NVAL;
+    if (!bits)
+      continue;
+    if (bits & POLLER_NVAL) {
+      /* poll's POLLNVAL, or select's EBADF: the fd was closed behind our
+       * back.  Report it once and disarm, so it cannot spin (lessons E37);
+       * the key stays until poller_del, which then succeeds. */
+      bits |= POLLER_ERR;
+      e->flags |= FD_DISARMED;
+      queue_change(p, fd, e);
+    } else if (emulate_et && (e->events & POLLER_ET) &&
+               !(e->events & POLLER_ONESHOT)) {
+      /* Emulated ET: report, then stop watching what is ready until the
+       * special scan sees it go away (scan_special). */
+      unsigned edge = EDGE_BITS(e);
+      if (!(bits & ~edge))
+        continue;
+      SET_EDGE_BITS(e, edge | bits);
+      e->flags |= FD_EDGE_WAIT;
+      special_add(p, fd, e);
+      queue_change(p, fd, e);
+    }
+    if (e->flags & FD_INBATCH) {
+      /* Already reported by the special scan: merge, one entry per fd. */
+      for (int j = 0; j < *n; j++)
+        if (out[j].fd == fd) {
+          out[j].events |= bits;
+          break;
+        }
+      continue;
+    }
+    out[*n] = (poller_event){fd, bits, e->data, e->gen};
+    (*n)++;
+    after_report(p, fd, e);
+  }
+}
+
+int poller_wait(poller *p, poller_event *out, int max, int timeout_ms) {
+  if (!p || !out)
+    return -EFAULT;
+  if (max <= 0 || timeout_ms < -1)
+    return -EINVAL;
+  int n = 0, woken = 0;
+  if (p->nspecial)
+    n = scan_special(p, out, max);
+  if (p->nqueue)
+    (void)flush(p, 1);
+  if (p->nspecial && n < max) {
+    /* The flush may have dropped registrations: report them now. */
+    for (int i = 0; i < p->nspecial && n < max; i++) {
+      int fd = p->special[i];
+      struct poller__fd *e = &p->fds[fd];
+      if (e->flags & FD_FAILED) {
+        out[n++] =
+            (poller_event){fd, POLLER_ERR | POLLER_NVAL, e->data, e->gen};
+        e->flags &= ~FD_FAILED;
+        e->data = NULL;
+      }
+    }
+  }
+  int tmo = n > 0 ? 0 : timeout_ms;
+  long long deadline = tmo > 0 ? now_ns() + (long long)tmo * 1000000LL : 0;
+  p->stats.waits++;
+  while (n < max) {
+    int k = p->be->wait(p, out + n, max - n, tmo);
+    if (k == -EINTR) {
+      p->stats.eintr++;
+      if (p->report_eintr) {
+        if (n > 0)
+          break;
+        return -EINTR;
+      }
+      if (tmo > 0)
+        tmo = ms_left(deadline); /* 0 makes one last, fresh poll */
+      continue;
+    }
+    if (k < 0) {
+      if (n > 0)
+        break;
+      return k;
+    }
+    filter(p, out, n, k, &n, &woken);
+    if (n > 0 || woken || tmo == 0)
+      break;
+    /* Only stale reports: wait again for the time that is left. */
+    if (tmo > 0 && (tmo = ms_left(deadline)) == 0)
+      break;
+  }
+  for (int i = 0; i < n; i++)
+    p->fds[out[i].fd].flags &= ~FD_INBATCH;
+  p->stats.events += (unsigned long long)n;
+  return n;
+}
+
+int poller_current(const poller *p, const poller_event *ev) {
+  if (!p || !ev)
+    return 0;
+  const struct poller__fd *e = poller__entry(p, ev->fd);
+  if (!e || e->gen != ev->gen)
+    return 0;
+  if (ev->events & POLLER_NVAL)
+    return 1;
+  if (!(e->flags & FD_REGISTERED))
+    return 0;
+  return (ev->events & (POLLER_ERR | POLLER_HUP)) ||
+         (ev->events & e->events & READY_BITS);
+}
+
+/* ---- registration ---- */
+
+static int do_add(poller *p, int fd, unsigned events, void *data) {
+  int r = table_reach(p, fd);
+  if (r < 0)
+    return r;
+  struct poller__fd *e = &p->fds[fd];
+  if (e->flags & (FD_REGISTERED | FD_INTERNAL))
+    return -EEXIST;
+  if ((r = lists_reserve(p, p->count + (size_t)p->nqueue +
+                                    (size_t)p->nspecial + 2)) < 0)
+    return r;
+  int sync = (p->be->caps & POLLER__CAP_SYNC_ADD) != 0;
+  if (!sync && !fd_is_open(p, fd))
+    return -EBADF;
+  unsigned gen = ++p->next_gen;
+  if (gen == 0)
+    gen = ++p->next_gen;
+  e->flags &= (FD_QUEUED | FD_INSPECIAL);
+  e->flags |= FD_REGISTERED;
+  e->events = events;
+  e->data = data;
+  e->gen = gen;
+  e->kmask = 0;
+  p->count++;
+  if (!sync) {
+    queue_change(p, fd, e);
+    return 0;
+  }
+  unsigned want = want_of(p, e);
+  r = backend_ctl(p, fd, e, 0, want, 0);
+  p->stats.changes++;
+  if (r == POLLER__ALWAYS_READY) {
+    e->flags |= FD_ALWAYS;
+    special_add(p, fd, e);
+  } else if (r < 0) {
+    e->flags &= ~FD_REGISTERED;
+    e->data = NULL;
+    e->events = 0;
+    p->count--;
+    return r;
+  } else {
+    e->kmask = (uint16_t)want;
+  }
+  return 0;
+}
+
+int poller_add(poller *p, int fd, unsigned events, void *data) {
+  if (!p)
+    return -EFAULT;
+  if (fd < 0)
+    return -EBADF;
+  int r = check_mask(events);
+  if (r < 0)
+    return r;
+  return do_add(p, fd, events, data);
+}
+
+static struct poller__fd *registered(const poller *p, int fd) {
+  struct poller__fd *e = poller__entry(p, fd);
+  return (e && (e->flags & FD_REGISTERED)) ? e : NULL;
+}
+
+/* Installs (events, data) as the top of e's stack. */
+static void set_top(poller *p, int fd, struct poller__fd *e, unsigned events,
+                    void *data) {
+  e->data = data;
+  if (events == (e->events & 0xffffu) && !(e->flags & FD_DISARMED))
+    return; /* data only, or nothing: no system call */
+  e->events = events; /* also clears the emulated-ET bits */
+  e->flags &= ~(FD_DISARMED | FD_EDGE_WAIT);
+  queue_change(p, fd, e);
+}
+
+int poller_mod(poller *p, int fd, unsigned events, void *data) {
+  if (!p)
+    return -EFAULT;
+  int r = check_mask(events);
+  if (r < 0)
+    return r;
+  struct poller__fd *e = registered(p, fd);
+  if (!e)
+    return -ENOENT;
+  set_top(p, fd, e, events, data);
+  return 0;
+}
+
+int poller_del(poller *p, int fd) {
+  if (!p)
+    return -EFAULT;
+  struct poller__fd *e = registered(p, fd);
+  if (!e)
+    return -ENOENT;
+  drop_registration(p, fd, e, 0);
+  return 0;
+}
+
+int poller_push(poller *p, int fd, unsigned events, void *data) {
+  if (!p)
+    return -EFAULT;
+  if (fd < 0)
+    return -EBADF;
+  int r = check_mask(events);
+  if (r < 0)
+    return r;
+  struct poller__fd *e = registered(p, fd);
+  if (!e)
+    return do_add(p, fd, events, data);
+  struct poller__stack *s = e->saved;
+  if (!s || s->depth == s->cap) {
+    unsigned cap = s ? s->cap * 2 : 2;
+    struct poller__stack *g =
+        realloc(s, sizeof *g + cap * sizeof g->entry[0]);
+    if (!g)
+      return -ENOMEM;
+    if (!s)
+      g->depth = 0;
+    g->cap = cap;
+    e->saved = s = g;
+  }
+  s->entry[s->depth].events = e->events & 0xffffu;
+  s->entry[s->depth].data = e->data;
+  s->depth++;
+  set_top(p, fd, e, events, data);
+  return 0;
+}
+
+int poller_pop(poller *p, int fd) {
+  if (!p)
+    return -EFAULT;
+  struct poller__fd *e = registered(p, fd);
+  if (!e)
+    return -ENOENT;
+  struct poller__stack *s = e->saved;
+  if (!s || s->depth == 0) {
+    drop_registration(p, fd, e, 0);
+    return 0;
+  }
+  s->depth--;
+  set_top(p, fd, e, s->entry[s->depth].events, s->entry[s->depth].data);
+  return 0;
+}
+
+int poller_depth(const poller *p, int fd) {
+  if (!p)
+    return 0;
+  const struct poller__fd *e = registered(p, fd);
+  if (!e)
+    return 0;
+  return 1 + (e->saved ? (int)e->saved->depth : 0);
+}
+
+int poller_get(const poller *p, int fd, poller_event *key) {
+  if (!p || !key)
+    return -EFAULT;
+  const struct poller__fd *e = registered(p, fd);
+  if (!e)
+    return -ENOENT;
+  *key = (poller_event){fd, e->events & 0xffffu, e->data, e->gen};
+  return 0;
+}
+
+int poller_next(const poller *p, int after_fd, poller_event *key) {
+  if (!p || !key)
+    return -EFAULT;
+  int fd = after_fd < -1 ? 0 : after_fd + 1;
+  for (; fd < p->nfds; fd++)
+    if (p->fds[fd].flags & FD_REGISTERED)
+      return poller_get(p, fd, key);
+  return -ENOENT;
+}
+
+size_t poller_count(const poller *p) { return p ? p->count : 0; }
+
+int poller_flush(poller *p) {
+  if (!p)
+    return -EFAULT;
+  return flush(p, 0);
+}
+
+/* ---- the poller object ---- */
+
+int poller_wakeup(poller *p) {
+  if (!p)
+    return -EFAULT;
+  /* Only the first wakeup since the last drain writes, so the channel can
+   * never fill and a wakeup is never lost (lessons: cpython#74224).  The
+   * waiter drains first, then clears the flag. */
+  if (atomic_exchange(&p->wake_pending, 1) == 0)
+    poller__wakefd_signal(p->wakefd_w);
+  return 0;
+}
+
+int poller_fd(const poller *p) {
+  if (!p || !p->be->fd)
+    return -1;
+  return p->be->fd(p);
+}
+
+/* Registers the wakeup channel with the backend. */
+static int wake_register(poller *p) {
+  int r = poller__wakefd_open(&p->wakefd_r, &p->wakefd_w);
+  if (r < 0)
+    return r;
+  if ((r = table_reach(p, p->wakefd_r)) < 0 ||
+      (r = lists_reserve(p, p->count + 2)) < 0)
+    return r;
+  struct poller__fd *e = &p->fds[p->wakefd_r];
+  memset(e, 0, sizeof *e);
+  e->flags = FD_INTERNAL;
+  e->events = POLLER_IN;
+  e->gen = ++p->next_gen;
+  r = p->be->ctl(p, p->wakefd_r, e, 0, POLLER_IN, 0);
+  if (r != 0)
+    return r < 0 ? r : -EINVAL;
+  e->kmask = POLLER_IN;
+  return 0;
+}
+
+static void wake_close(poller *p) {
+  if (p->wakefd_r >= 0) {
+    if (p->wakefd_r < p->nfds)
+      memset(&p->fds[p->wakefd_r], 0, sizeof p->fds[0]);
+    close(p->wakefd_r);
+  }
+  if (p->wakefd_w >= 0 && p->wakefd_w != p->wakefd_r)
+    close(p->wakefd_w);
+  p->wakefd_r = p->wakefd_w = -1;
+}
+
+static int open_with(poller **pp, const struct poller__backend *be) {
+  poller *p = calloc(1, sizeof *p);
+  if (!p)
+    return -ENOMEM;
+  p->be = be;
+  p->wakefd_r = p->wakefd_w = -1;
+  atomic_init(&p->wake_pending, 0);
+  int r = be->init(p);
+  if (r < 0) {
+    free(p);
+    return r;
+  }
+  if ((r = wake_register(p)) < 0) {
+    poller_close(p);
+    return r;
+  }
+  *pp = p;
+  return 0;
+}
+
+static int env_backend(void) {
+  /* Ignored in setuid and setgid programs: the environment is the
+   * caller's, not the owner's. */
+  if (getuid() != geteuid() || getgid() != getegid())
+    return -1;
+  const char *name = getenv("POLLER_BACKEND");
+  if (!name || !*name)
+    return -1;
+  int b = poller_backend_from_name(name);
+  return b > 0 ? b : -1;
+}
+
+int poller_open(poller **pp, enum poller_backend backend) {
+  if (!pp)
+    return -EINVAL;
+  *pp = NULL;
+  if ((unsigned)backend > POLLER_URING)
+    return -EINVAL;
+  if (backend != POLLER_AUTO) {
+    const struct poller__backend *be = poller__backend_find(backend);
+    if (!be)
+      return -ENOSYS;
+    return open_with(pp, be);
+  }
+  int r = -ENOSYS;
+  int named = env_backend();
+  if (named > 0) {
+    const struct poller__backend *be = poller__backend_find(named);
+    if (be && open_with(pp, be) == 0)
+      return 0;
+  }
+  for (int i = 0; poller__backends[i]; i++)
+    if ((r = open_with(pp, poller__backends[i])) == 0)
+      return 0;
+  return r;
+}
+
+void poller_close(poller *p) {
+  if (!p)
+    return;
+  for (int fd = 0; fd < p->nfds; fd++)
+    free(p->fds[fd].saved);
+  p->be->fini(p);
+  wake_close(p);
+  free(p->fds);
+  free(p->queue);
+  free(p->special);
+  free(p->probe_buf);
+  free(p);
+}
+
+int poller_reinit(poller *p) {
+  if (!p)
+    return -EFAULT;
+  int r = p->be->reinit(p);
+  if (r < 0)
+    return r;
+  /* The wakeup channel is shared with the parent after fork: a new one,
+   * so the child's wakeups never reach the parent's waits. */
+  wake_close(p);
+  atomic_store(&p->wake_pending, 0);
+  if ((r = wake_register(p)) < 0)
+    return r;
+  for (int fd = 0; fd < p->nfds; fd++) {
+    struct poller__fd *e = &p->fds[fd];
+    if (!(e->flags & FD_REGISTERED) || (e->flags & FD_INTERNAL))
+      continue;
+    e->kmask = 0;
+    e->flags &= ~FD_KDISARMED;
+    queue_change(p, fd, e);
+  }
+  return 0;
+}
+
+int poller_option(poller *p, int option, int value) {
+  if (!p)
+    return -EFAULT;
+  switch (option) {
+  case POLLER_OPT_REPORT_EINTR:
+    p->report_eintr = value != 0;
+    return 0;
+  default:
+    return -EINVAL;
+  }
+}
+
+int poller_stats_get(const poller *p, poller_stats *st) {
+  if (!p || !st)
+    return -EFAULT;
+  *st = p->stats;
+  return 0;
+}
+
+size_t poller_fd_state_size(void) { return sizeof(struct poller__fd); }
+
+enum poller_backend poller_backend(const poller *p) {
+  return p ? p->be->id : POLLER_AUTO;
+}
+
+unsigned poller_caps(const poller *p) {
+  return p ? p->be->caps & MODE_BITS : 0;
+}
+
+static const char *const backend_names[] = {"auto",   "select", "poll",
+                                            "epoll",  "kqueue", "uring"};
+
+const char *poller_backend_name(enum poller_backend b) {
+  if ((unsigned)b > POLLER_URING)
+    return "unknown";
+  return backend_names[b];
+}
+
+int poller_backend_from_name(const char *name) {
+  if (!name)
+    return -EINVAL;
+  for (int b = 0; b <= POLLER_URING; b++)
+    if (strcmp(name, backend_names[b]) == 0)
+      return b;
+  if (strcmp(name, "io_uring") == 0)
+    return POLLER_URING;
+  return -EINVAL;
+}
+
+unsigned poller_available(void) {
+  unsigned bits = 0;
+  for (int i = 0; poller__backends[i]; i++)
+    if (poller__backends[i]->probe() == 0)
+      bits |= 1u << poller__backends[i]->id;
+  return bits;
+}
+
+const char *poller_strerror(int err) {
+  if (err > 0)
+    err = -err;
+  if (err == 0)
+    return "success";
+  return strerror(-err);
+}
