@@ -1,0 +1,140 @@
+/*
+ * poller_loop.h - the event loop over a poller: fd watchers, timers,
+ * signals, child processes, file changes and cross-thread wake-ups, on
+ * every backend.  Transports (buffered connections) are in
+ * poller_transport.h.
+ *
+ * Conventions: as poller.h (0 or -errno, never errno).  Handles (timers,
+ * signals, ...) are structs the caller allocates and the loop links; their
+ * fields are private.  A handle must be stopped before its memory is
+ * freed; stopping from inside any callback, its own included, is safe.
+ * One loop is run by one thread; poller_loop_stop and poller_async_send
+ * may be called from any thread.
+ */
+#ifndef POLLER_LOOP_H
+#define POLLER_LOOP_H
+
+#include "poller.h"
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct poller_loop poller_loop;
+
+/* ---- the loop ---- */
+
+/* Opens a loop over a new poller of `backend` (POLLER_AUTO allowed).
+ * Returns 0; -EINVAL for NULL; or poller_open's error. */
+int poller_loop_open(poller_loop **loop, enum poller_backend backend);
+
+/* Closes the loop: stops every handle without calling its callback,
+ * closes every transport and listener, frees the loop.  NULL is ignored. */
+void poller_loop_close(poller_loop *loop);
+
+/* Returns the loop's poller (for poller_backend and poller_stats_get). */
+poller *poller_loop_poller(poller_loop *loop);
+
+/* Runs the loop, as pike's loop(timeout, count): returns after `count`
+ * iterations (count < 0: no limit), after timeout_ms (-1: none), when
+ * poller_loop_stop was called, or when nothing is left to watch.
+ * Returns the number of iterations run (>= 0), or -errno. */
+int poller_loop_run(poller_loop *loop, int timeout_ms, int count);
+
+/* Makes poller_loop_run return after the current iteration.  Safe from
+ * callbacks, other threads and signal handlers.  Returns 0 or -EFAULT. */
+int poller_loop_stop(poller_loop *loop);
+
+/* Returns the loop's cached monotonic time in milliseconds, updated once
+ * per iteration (poller_loop_update_time refreshes it). */
+uint64_t poller_loop_now(const poller_loop *loop);
+void poller_loop_update_time(poller_loop *loop);
+
+/* Returns the number of active handles (watchers, timers, signals, ...)
+ * that keep poller_loop_run going. */
+size_t poller_loop_alive(const poller_loop *loop);
+
+/* Re-initialises the loop in a forked child: a new kernel object, fd
+ * watchers kept, timers kept, signal and child watchers and pending
+ * wake-ups reset as documented in the README.  Returns 0 or -errno. */
+int poller_loop_reinit(poller_loop *loop);
+
+/* ---- fd watchers: one callback per fd ---- */
+
+/* Called with the ready bits (POLLER_*) of fd. */
+typedef void (*poller_io_cb)(poller_loop *loop, int fd, unsigned events,
+                             void *arg);
+
+/* Watches fd for `events` (poller_add's mask, modes allowed).
+ * Returns 0 or poller_add's errors. */
+int poller_io_start(poller_loop *loop, int fd, unsigned events,
+                    poller_io_cb cb, void *arg);
+/* Changes the interest of a watched fd.  Returns 0 or poller_mod's errors. */
+int poller_io_modify(poller_loop *loop, int fd, unsigned events);
+/* Stops watching fd; no callback for it runs afterwards, even for events
+ * of the same batch.  Returns 0 or -ENOENT. */
+int poller_io_stop(poller_loop *loop, int fd);
+
+/* ---- timers: monotonic clock, a binary heap ---- */
+
+typedef struct poller_timer poller_timer;
+typedef void (*poller_timer_cb)(poller_timer *timer, void *arg);
+
+struct poller_timer { /* private */
+  poller_loop *loop;
+  uint64_t deadline_ns;
+  uint64_t repeat_ns;
+  uint64_t seq; /* equal deadlines fire in start order */
+  size_t heap_index;
+  poller_timer_cb cb;
+  void *arg;
+  int active;
+};
+
+/* Prepares a timer handle. */
+void poller_timer_init(poller_timer *timer, poller_timer_cb cb, void *arg);
+/* Starts (or restarts) the timer: first fire after timeout_ms, then every
+ * repeat_ms (0: once).  Never fires early; huge values saturate instead
+ * of wrapping.  Returns 0; -EFAULT; -ENOMEM. */
+int poller_timer_start(poller_loop *loop, poller_timer *timer,
+                       uint64_t timeout_ms, uint64_t repeat_ms);
+/* Stops the timer.  Returns 0 (also when it was not active) or -EFAULT. */
+int poller_timer_stop(poller_timer *timer);
+/* Returns 1 while the timer is started. */
+int poller_timer_active(const poller_timer *timer);
+
+/* ---- signals, child processes, file changes, wake-ups ---- */
+
+typedef struct poller_signal poller_signal;
+typedef void (*poller_signal_cb)(poller_signal *sig, int signum,
+                                 unsigned count, void *arg);
+typedef struct poller_child poller_child;
+typedef void (*poller_child_cb)(poller_child *child, pid_t pid, int status,
+                                void *arg);
+typedef struct poller_fswatch poller_fswatch;
+typedef void (*poller_fswatch_cb)(poller_fswatch *watch, unsigned events,
+                                  void *arg);
+typedef struct poller_async poller_async;
+typedef void (*poller_async_cb)(poller_async *async, void *arg);
+
+/* File change bits (kqueue's EVFILT_VNODE notes). */
+#define POLLER_FS_DELETE 0x01u
+#define POLLER_FS_WRITE 0x02u
+#define POLLER_FS_EXTEND 0x04u
+#define POLLER_FS_ATTRIB 0x08u
+#define POLLER_FS_LINK 0x10u
+#define POLLER_FS_RENAME 0x20u
+#define POLLER_FS_REVOKE 0x40u
+
+/* The definitions of these handles and their start/stop functions follow
+ * below (poller_signal_start, poller_child_start, poller_fswatch_start,
+ * poller_async_start / poller_async_send). */
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* POLLER_LOOP_H */
