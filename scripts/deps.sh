@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs the Debian packages poller's build, tests, examples and
+# benchmarks need, when they are missing.  Idempotent; quiet when all are
+# present.  Usage: scripts/deps.sh [core|test|bench]  (default: test)
+set -euo pipefail
+want=${1:-test}
+pkgs=(cmake make gcc pkg-config liburing-dev)
+case "$want" in
+  core) ;;
+  test|bench)
+    # python3-dev builds the extension; libpython3.11-testsuite ships
+    # test.test_selectors; libev, libevent and libuv are the peers the
+    # benchmark compares against; wrk loads the HTTP example.
+    pkgs+=(python3 python3-dev libpython3-dev libpython3.11-testsuite
+           libev-dev libevent-dev libuv1-dev python3-uvloop wrk valgrind) ;;
+  *) echo "usage: $0 [core|test|bench]" >&2; exit 2 ;;
+esac
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
+    missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+echo "installing: ${missing[*]}"
+SUDO=""
+[ "$(id -u)" -ne 0 ] && SUDO=sudo
+$SUDO apt-get update -q >/dev/null
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends \
+  "${missing[@]}" >/dev/null
