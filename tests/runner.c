@@ -1,0 +1,500 @@
+/*
+ * runner.c - main() of every test binary, and the harness helpers.
+ *
+ * Each (test, backend) runs in a forked child in its own process group, so
+ * a crash, a hang or a leaked descriptor of one test cannot touch another.
+ * The parent enforces the timeout with alarm(2) and kills the whole group
+ * when it expires; the child is free to use SIGALRM itself (the EINTR tests
+ * do).  The child reports a skip reason or a failure message through a
+ * shared anonymous mapping, which needs no descriptor, so it does not
+ * disturb the descriptor count that t_assert_clean compares.
+ *
+ * Exit codes of a child (and of "--backend B --run T"): 0 passed, 1 failed,
+ * 77 skipped (CTest's SKIP_RETURN_CODE).  A passing child leaves through
+ * exit(), so LeakSanitizer checks it; a failing or skipped one leaves
+ * through _exit(), so a leak left behind by an aborted test is not counted
+ * twice.
+ */
+#include "harness.h"
+
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define T_EXIT_PASS 0
+#define T_EXIT_FAIL 1
+#define T_EXIT_SKIP 77
+
+enum poller_backend t_backend = POLLER_AUTO;
+
+static struct t_test *t_head, *t_tail;
+static int t_base_fds = -1;
+
+/* Shared with the parent: the skip reason or the failure message. */
+#define T_MSG_SIZE 4096
+static char *t_msg;
+static int t_forked; /* set in the forked child */
+
+void t_register(struct t_test *t) {
+  /* Appended, so tests run in the order of their definition. */
+  t->next = NULL;
+  if (t_tail)
+    t_tail->next = t;
+  else
+    t_head = t;
+  t_tail = t;
+}
+
+static void t_set_msg(const char *prefix, const char *fmt, va_list ap) {
+  if (!t_msg)
+    return;
+  int k = snprintf(t_msg, T_MSG_SIZE, "%s", prefix);
+  if (k < 0 || k >= T_MSG_SIZE)
+    return;
+  vsnprintf(t_msg + k, (size_t)(T_MSG_SIZE - k), fmt, ap);
+}
+
+void t_fail(const char *file, int line, const char *fmt, ...) {
+  char where[512];
+  snprintf(where, sizeof where, "%s:%d: ", file, line);
+  va_list ap;
+  va_start(ap, fmt);
+  t_set_msg(where, fmt, ap);
+  va_end(ap);
+  /* The parent prints the message (t_msg); with --nofork there is none. */
+  if (!t_forked) {
+    va_start(ap, fmt);
+    fprintf(stderr, "%s", where);
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n");
+    va_end(ap);
+  }
+  fflush(stdout);
+  fflush(stderr);
+  _exit(T_EXIT_FAIL);
+}
+
+void t_skip(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  t_set_msg("", fmt, ap);
+  va_end(ap);
+  if (!t_forked) {
+    va_start(ap, fmt);
+    fprintf(stderr, "SKIP: ");
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n");
+    va_end(ap);
+  }
+  fflush(stdout);
+  fflush(stderr);
+  _exit(T_EXIT_SKIP);
+}
+
+void t_note(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  printf("# ");
+  vprintf(fmt, ap);
+  printf("\n");
+  fflush(stdout);
+  va_end(ap);
+}
+
+/* ---- helpers ---- */
+
+void t_open(poller **p) {
+  int r = poller_open(p, T_BACKEND);
+  if (r == 0) {
+    ASSERT_TRUE(*p != NULL);
+    ASSERT_EQ(poller_backend(*p), T_BACKEND);
+    return;
+  }
+  ASSERT_TRUE(*p == NULL);
+  if (!(poller_available() & (1u << T_BACKEND)))
+    SKIP("backend %s not available here: poller_open returned %d (%s)",
+         T_BACKEND_NAME, r, poller_strerror(r));
+  FAIL("poller_open(%s) = %d (%s), but poller_available() lists it",
+       T_BACKEND_NAME, r, poller_strerror(r));
+}
+
+void t_socketpair(int sv[2]) {
+  ASSERT_SYS(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0,
+                        sv));
+}
+
+void t_pipe(int fds[2]) { ASSERT_SYS(pipe2(fds, O_NONBLOCK | O_CLOEXEC)); }
+
+void t_tcp_pair(int *a, int *b) {
+  int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_SYS(l);
+  struct sockaddr_in sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sin_family = AF_INET;
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof sa;
+  ASSERT_SYS(bind(l, (struct sockaddr *)&sa, sizeof sa));
+  ASSERT_SYS(listen(l, 1));
+  ASSERT_SYS(getsockname(l, (struct sockaddr *)&sa, &len));
+  int c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_SYS(c);
+  ASSERT_SYS(connect(c, (struct sockaddr *)&sa, sizeof sa));
+  int s = accept4(l, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+  ASSERT_SYS(s);
+  ASSERT_SYS(fcntl(c, F_SETFL, fcntl(c, F_GETFL) | O_NONBLOCK));
+  int one = 1;
+  (void)setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  (void)setsockopt(s, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  close(l);
+  *a = c;
+  *b = s;
+}
+
+int t_fd_count(void) {
+  /* /proc/self/fd where it exists (the directory's own fd is one of the
+   * entries); otherwise probe every number below the limit. */
+  DIR *d = opendir("/proc/self/fd");
+  if (d) {
+    int n = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL)
+      if (de->d_name[0] != '.')
+        n++;
+    closedir(d);
+    return n - 1;
+  }
+  struct rlimit rl;
+  long max = 1024;
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
+    max = (long)rl.rlim_cur;
+  int n = 0;
+  for (long fd = 0; fd < max; fd++)
+    if (fcntl((int)fd, F_GETFD) != -1)
+      n++;
+  return n;
+}
+
+void t_assert_clean_(poller *p, const char *file, int line) {
+  poller_event key;
+  size_t count = poller_count(p);
+  if (count != 0)
+    t_fail(file, line, "t_assert_clean: %zu registrations left", count);
+  int r = poller_next(p, -1, &key);
+  if (r != -ENOENT)
+    t_fail(file, line, "t_assert_clean: poller_next(-1) = %d (fd %d)", r,
+           r == 0 ? key.fd : -1);
+  poller_close(p);
+  int fds = t_fd_count();
+  if (fds != t_base_fds)
+    t_fail(file, line,
+           "t_assert_clean: %d descriptors open, %d when the test began", fds,
+           t_base_fds);
+}
+
+void t_close(int fd) {
+  if (fd >= 0)
+    ASSERT_SYS(close(fd));
+}
+
+void t_write(int fd, size_t n) {
+  char buf[4096];
+  memset(buf, 'x', sizeof buf);
+  while (n > 0) {
+    size_t k = n < sizeof buf ? n : sizeof buf;
+    ssize_t w = write(fd, buf, k);
+    if (w < 0 && errno == EINTR)
+      continue;
+    ASSERT_SYS(w);
+    ASSERT_GT(w, 0);
+    n -= (size_t)w;
+  }
+}
+
+size_t t_drain(int fd) {
+  char buf[65536];
+  size_t total = 0;
+  for (;;) {
+    ssize_t r = read(fd, buf, sizeof buf);
+    if (r > 0) {
+      total += (size_t)r;
+      continue;
+    }
+    if (r < 0 && errno == EINTR)
+      continue;
+    return total;
+  }
+}
+
+double t_now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+void t_sleep_ms(int ms) {
+  struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+  while (nanosleep(&ts, &ts) == -1 && errno == EINTR) {
+  }
+}
+
+unsigned t_wait_for(poller *p, int fd, unsigned bits, int timeout_ms,
+                    poller_event *ev) {
+  double deadline = t_now_ms() + timeout_ms;
+  poller_event out[64];
+  for (;;) {
+    double left = deadline - t_now_ms();
+    int tmo = left > 0 ? (int)left + 1 : 0;
+    int n = poller_wait(p, out, 64, tmo);
+    if (n < 0)
+      FAIL("poller_wait: %d (%s)", n, poller_strerror(n));
+    for (int i = 0; i < n; i++)
+      if (out[i].fd == fd && (out[i].events & bits) == bits) {
+        if (ev)
+          *ev = out[i];
+        return out[i].events;
+      }
+    if (t_now_ms() >= deadline)
+      FAIL("no report with bits 0x%x for fd %d within %d ms (%s)", bits, fd,
+           timeout_ms, T_BACKEND_NAME);
+  }
+}
+
+unsigned t_wait_once(poller *p, int fd, int timeout_ms) {
+  poller_event out[64];
+  int n = poller_wait(p, out, 64, timeout_ms);
+  if (n < 0)
+    FAIL("poller_wait: %d (%s)", n, poller_strerror(n));
+  unsigned got = 0;
+  int seen = 0;
+  for (int i = 0; i < n; i++)
+    if (out[i].fd == fd) {
+      if (seen++)
+        FAIL("fd %d reported twice in one wait", fd);
+      got = out[i].events;
+      if (!got)
+        FAIL("fd %d reported with no bits", fd);
+    }
+  return got;
+}
+
+void t_expect_none(poller *p, int fd, int timeout_ms) {
+  double deadline = t_now_ms() + timeout_ms;
+  poller_event out[64];
+  do {
+    double left = deadline - t_now_ms();
+    int tmo = left > 0 ? (int)left + 1 : 0;
+    int n = poller_wait(p, out, 64, tmo);
+    if (n < 0)
+      FAIL("poller_wait: %d (%s)", n, poller_strerror(n));
+    for (int i = 0; i < n; i++)
+      if (out[i].fd == fd)
+        FAIL("unexpected report for fd %d: events 0x%x (%s)", fd,
+             out[i].events, T_BACKEND_NAME);
+  } while (t_now_ms() < deadline);
+}
+
+/* ---- the runner ---- */
+
+static int t_timeout_scale(void) {
+  const char *s = getenv("POLLER_TEST_TIMEOUT_SCALE");
+  int k = s ? atoi(s) : 1;
+  return k >= 1 ? k : 1;
+}
+
+static volatile sig_atomic_t t_alarmed;
+static void t_on_alarm(int sig) {
+  (void)sig;
+  t_alarmed = 1;
+}
+
+static struct t_test *t_find(const char *name) {
+  for (struct t_test *t = t_head; t; t = t->next)
+    if (strcmp(t->name, name) == 0)
+      return t;
+  return NULL;
+}
+
+/* Runs the test body in this process; returns only on a pass. */
+static void t_body(const struct t_test *t, enum poller_backend b) {
+  t_backend = b;
+  t_base_fds = t_fd_count();
+  t->fn();
+}
+
+/* Runs t on backend b in a forked child; returns the exit code (0, 1, 77)
+ * and leaves the child's message in t_msg. */
+static int t_run_forked(const struct t_test *t, enum poller_backend b) {
+  memset(t_msg, 0, T_MSG_SIZE);
+  fflush(stdout);
+  fflush(stderr);
+  pid_t pid = fork();
+  if (pid < 0) {
+    snprintf(t_msg, T_MSG_SIZE, "fork: %s", strerror(errno));
+    return T_EXIT_FAIL;
+  }
+  if (pid == 0) {
+    setpgid(0, 0);
+    t_forked = 1;
+    signal(SIGALRM, SIG_DFL);
+    signal(SIGPIPE, SIG_IGN);
+    t_body(t, b);
+    fflush(stdout);
+    exit(T_EXIT_PASS);
+  }
+  setpgid(pid, pid); /* also here: no race with the child's own call */
+  int secs = (t->timeout_s > 0 ? t->timeout_s : T_DEFAULT_TIMEOUT) *
+             t_timeout_scale();
+  struct sigaction sa, old;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = t_on_alarm;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGALRM, &sa, &old); /* no SA_RESTART: waitpid returns EINTR */
+  t_alarmed = 0;
+  alarm((unsigned)secs);
+  int status = 0;
+  for (;;) {
+    pid_t w = waitpid(pid, &status, 0);
+    if (w == pid)
+      break;
+    if (w < 0 && errno == EINTR && t_alarmed) {
+      kill(-pid, SIGKILL);
+      kill(pid, SIGKILL);
+      waitpid(pid, &status, 0);
+      alarm(0);
+      sigaction(SIGALRM, &old, NULL);
+      snprintf(t_msg, T_MSG_SIZE, "timed out after %d s", secs);
+      return T_EXIT_FAIL;
+    }
+    if (w < 0 && errno != EINTR)
+      break;
+  }
+  alarm(0);
+  sigaction(SIGALRM, &old, NULL);
+  /* Reap what the test forked and left behind in its group. */
+  kill(-pid, SIGKILL);
+  if (WIFEXITED(status)) {
+    int code = WEXITSTATUS(status);
+    if (code == T_EXIT_PASS || code == T_EXIT_SKIP)
+      return code;
+    if (!t_msg[0])
+      snprintf(t_msg, T_MSG_SIZE, "exit status %d", code);
+    return T_EXIT_FAIL;
+  }
+  if (WIFSIGNALED(status))
+    snprintf(t_msg, T_MSG_SIZE, "killed by signal %d (%s)", WTERMSIG(status),
+             strsignal(WTERMSIG(status)));
+  return T_EXIT_FAIL;
+}
+
+static void t_usage(const char *argv0) {
+  fprintf(stderr,
+          "usage: %s [--list] [--backend NAME] [--run TEST] [--nofork]\n",
+          argv0);
+}
+
+int main(int argc, char **argv) {
+  const char *backend_name = NULL, *test_name = NULL;
+  int list = 0, nofork = 0;
+  for (int i = 1; i < argc; i++) {
+    if (strcmp(argv[i], "--list") == 0)
+      list = 1;
+    else if (strcmp(argv[i], "--nofork") == 0)
+      nofork = 1;
+    else if (strcmp(argv[i], "--backend") == 0 && i + 1 < argc)
+      backend_name = argv[++i];
+    else if (strcmp(argv[i], "--run") == 0 && i + 1 < argc)
+      test_name = argv[++i];
+    else {
+      t_usage(argv[0]);
+      return 2;
+    }
+  }
+  if (list) {
+    for (struct t_test *t = t_head; t; t = t->next)
+      printf("%s\n", t->name);
+    return 0;
+  }
+  t_msg = mmap(NULL, T_MSG_SIZE, PROT_READ | PROT_WRITE,
+               MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  if (t_msg == MAP_FAILED) {
+    perror("mmap");
+    return 2;
+  }
+
+  /* The backends to run: the one named, or every one available here. */
+  enum poller_backend backends[8];
+  int nb = 0;
+  if (backend_name) {
+    int b = poller_backend_from_name(backend_name);
+    if (b <= 0) {
+      fprintf(stderr, "unknown backend '%s'\n", backend_name);
+      return 2;
+    }
+    backends[nb++] = (enum poller_backend)b;
+  } else {
+    unsigned avail = poller_available();
+    for (int b = POLLER_SELECT; b <= POLLER_URING; b++)
+      if (avail & (1u << b))
+        backends[nb++] = (enum poller_backend)b;
+  }
+  struct t_test *only = NULL;
+  if (test_name && !(only = t_find(test_name))) {
+    fprintf(stderr, "unknown test '%s'\n", test_name);
+    return 2;
+  }
+
+  /* One test on one backend: the CTest form.  The exit code says it all. */
+  if (only && backend_name) {
+    if (nofork) {
+      t_body(only, backends[0]);
+      return T_EXIT_PASS;
+    }
+    int code = t_run_forked(only, backends[0]);
+    if (code == T_EXIT_FAIL)
+      fprintf(stderr, "FAIL %s [%s]: %s\n", only->name, backend_name, t_msg);
+    else if (code == T_EXIT_SKIP)
+      printf("SKIP %s [%s]: %s\n", only->name, backend_name, t_msg);
+    else
+      printf("PASS %s [%s]\n", only->name, backend_name);
+    return code;
+  }
+
+  int ntests = 0;
+  for (struct t_test *t = t_head; t; t = t->next)
+    if (!only || t == only)
+      ntests++;
+  printf("1..%d\n", ntests * nb);
+  int k = 0, passed = 0, failed = 0, skipped = 0;
+  for (int i = 0; i < nb; i++)
+    for (struct t_test *t = t_head; t; t = t->next) {
+      if (only && t != only)
+        continue;
+      const char *bn = poller_backend_name(backends[i]);
+      int code = t_run_forked(t, backends[i]);
+      k++;
+      if (code == T_EXIT_PASS) {
+        passed++;
+        printf("ok %d - %s [%s]\n", k, t->name, bn);
+      } else if (code == T_EXIT_SKIP) {
+        skipped++;
+        printf("ok %d - %s [%s] # SKIP %s\n", k, t->name, bn, t_msg);
+      } else {
+        failed++;
+        printf("not ok %d - %s [%s]\n# %s\n", k, t->name, bn, t_msg);
+      }
+      fflush(stdout);
+    }
+  printf("%d passed, %d failed, %d skipped\n", passed, failed, skipped);
+  return failed ? 1 : 0;
+}
