@@ -461,6 +461,15 @@ int poller_current(const poller *p, const poller_event *ev) {
 /* ---- registration ---- */
 
 static int do_add(poller *p, int fd, unsigned events, void *data) {
+  /* An fd beyond the table is checked before the table grows for it: a
+   * bad number up to INT_MAX must give -EBADF, not a table of gigabytes or
+   * -ENOMEM (conformance 47, test bad_fd_rejected). */
+  int checked = 0;
+  if (fd >= p->nfds) {
+    if (!fd_is_open(p, fd))
+      return -EBADF;
+    checked = 1;
+  }
   int r = table_reach(p, fd);
   if (r < 0)
     return r;
@@ -471,7 +480,7 @@ static int do_add(poller *p, int fd, unsigned events, void *data) {
                                     (size_t)p->nspecial + 2)) < 0)
     return r;
   int sync = (p->be->caps & POLLER__CAP_SYNC_ADD) != 0;
-  if (!sync && !fd_is_open(p, fd))
+  if (!sync && !checked && !fd_is_open(p, fd))
     return -EBADF;
   unsigned gen = ++p->next_gen;
   if (gen == 0)

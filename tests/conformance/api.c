@@ -1,0 +1,400 @@
+/*
+ * api.c - conformance groups G and H, and the object-level contract:
+ * poller_open and backend selection, bad input, io_uring fallback, fork
+ * and poller_reinit, poller_fd, stats (conformance-cases.md 43-50; issue
+ * 2's poller_open, POLLER_AUTO, poller_fd, poller_reinit and bad-input
+ * lines).
+ */
+#include "harness.h"
+#include "internal.h"
+
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static int tag;
+
+/* poller_open: explicit backends open as themselves; bad arguments are
+ * -EINVAL with *p NULL; names round-trip. */
+TEST(open_and_names) {
+  poller *p = (poller *)&tag;
+  ASSERT_ERR(poller_open(NULL, T_BACKEND), -EINVAL);
+  ASSERT_ERR(poller_open(&p, (enum poller_backend)6), -EINVAL);
+  ASSERT_TRUE(p == NULL);
+  p = (poller *)&tag;
+  ASSERT_ERR(poller_open(&p, (enum poller_backend)-1), -EINVAL);
+  ASSERT_TRUE(p == NULL);
+  t_open(&p);
+  ASSERT_EQ(poller_backend(p), T_BACKEND);
+  ASSERT_TRUE(poller_available() & (1u << T_BACKEND));
+  const char *name = poller_backend_name(T_BACKEND);
+  ASSERT_EQ(poller_backend_from_name(name), T_BACKEND);
+  ASSERT_EQ(poller_backend_from_name("auto"), POLLER_AUTO);
+  ASSERT_ERR(poller_backend_from_name("bogus"), -EINVAL);
+  ASSERT_ERR(poller_backend_from_name(NULL), -EINVAL);
+  ASSERT_EQ(strcmp(poller_backend_name((enum poller_backend)99), "unknown"),
+            0);
+  ASSERT_EQ(poller_backend(NULL), POLLER_AUTO);
+  ASSERT_TRUE(poller_strerror(-EBADF) != NULL);
+  ASSERT_EQ(strcmp(poller_strerror(0), "success"), 0);
+  /* The fd table entry is the 32 bytes the README promises (LP64). */
+  if (sizeof(void *) == 8)
+    ASSERT_EQ(poller_fd_state_size(), 32);
+  t_assert_clean(p);
+}
+
+/* An explicit backend that is not built here is -ENOSYS with *p NULL;
+ * POLLER_AUTO always opens one of those available. */
+TEST(open_unbuilt_backend_and_auto) {
+  poller *p;
+  t_open(&p);
+  poller_close(p);
+  unsigned avail = poller_available();
+  for (int b = POLLER_SELECT; b <= POLLER_URING; b++) {
+    poller *q = (poller *)&tag;
+    int r = poller_open(&q, (enum poller_backend)b);
+    if (avail & (1u << b)) {
+      ASSERT_OK(r);
+      poller_close(q);
+    } else {
+      ASSERT_TRUE(r < 0);
+      ASSERT_TRUE(q == NULL);
+      if (!poller__backend_find((enum poller_backend)b))
+        ASSERT_ERR(r, -ENOSYS);
+    }
+  }
+  ASSERT_OK(unsetenv("POLLER_BACKEND"));
+  ASSERT_OK(poller_open(&p, POLLER_AUTO));
+  ASSERT_TRUE(avail & (1u << poller_backend(p)));
+  /* io_uring only when asked for (poller.h). */
+  ASSERT_NE(poller_backend(p), POLLER_URING);
+  t_assert_clean(p);
+}
+
+/* POLLER_BACKEND names the backend POLLER_AUTO opens; an unknown name is
+ * ignored; an explicit backend is not overridden. */
+TEST(backend_env_selection) {
+  poller *p;
+  t_open(&p);
+  poller_close(p);
+  ASSERT_OK(setenv("POLLER_BACKEND", T_BACKEND_NAME, 1));
+  ASSERT_OK(poller_open(&p, POLLER_AUTO));
+  ASSERT_EQ(poller_backend(p), T_BACKEND);
+  poller_close(p);
+  enum poller_backend other =
+      T_BACKEND == POLLER_POLL ? POLLER_SELECT : POLLER_POLL;
+  ASSERT_OK(poller_open(&p, other));
+  ASSERT_EQ(poller_backend(p), other);
+  poller_close(p);
+  ASSERT_OK(setenv("POLLER_BACKEND", "no-such-backend", 1));
+  ASSERT_OK(poller_open(&p, POLLER_AUTO));
+  poller_close(p);
+  ASSERT_OK(unsetenv("POLLER_BACKEND"));
+  ASSERT_OK(poller_open(&p, POLLER_AUTO));
+  t_assert_clean(p);
+}
+
+/* G46: with io_uring's setup forced to fail (-EPERM, as under Docker's
+ * seccomp profile, lessons 5), poller_open(URING) returns that error,
+ * poller_available() drops it, and POLLER_AUTO (even with
+ * POLLER_BACKEND=uring) still opens another backend, which works. */
+TEST(io_uring_unavailable_fallback) {
+#ifndef POLLER_HAVE_URING
+  SKIP("the io_uring backend is not built (liburing or backend_uring.c "
+       "missing)");
+#else
+  poller *p, *u = (poller *)&tag;
+  poller__fault_set(POLLER__FAULT_URING_SETUP, -EPERM);
+  ASSERT_ERR(poller_open(&u, POLLER_URING), -EPERM);
+  ASSERT_TRUE(u == NULL);
+  ASSERT_FALSE(poller_available() & (1u << POLLER_URING));
+  ASSERT_OK(setenv("POLLER_BACKEND", "uring", 1));
+  ASSERT_OK(poller_open(&p, POLLER_AUTO));
+  ASSERT_NE(poller_backend(p), POLLER_URING);
+  ASSERT_OK(unsetenv("POLLER_BACKEND"));
+  int sv[2];
+  t_socketpair(sv);
+  ASSERT_OK(poller_add(p, sv[0], POLLER_IN, NULL));
+  t_write(sv[1], 1);
+  t_wait_for(p, sv[0], POLLER_IN, 2000, NULL);
+  ASSERT_OK(poller_del(p, sv[0]));
+  poller_close(p);
+  /* The backend under test opens under the fault unless it is io_uring. */
+  int r = poller_open(&p, T_BACKEND);
+  if (T_BACKEND == POLLER_URING) {
+    ASSERT_ERR(r, -EPERM);
+    poller__fault_set(POLLER__FAULT_URING_SETUP, 0);
+    t_open(&p);
+  } else {
+    if (r != 0)
+      t_open(&p); /* skips when the backend is not available */
+  }
+  poller__fault_set(POLLER__FAULT_URING_SETUP, 0);
+  t_close(sv[0]);
+  t_close(sv[1]);
+  t_assert_clean(p);
+#endif
+}
+
+/* H47: negative, never-opened, closed and huge fds are -EBADF (add, push)
+ * or -ENOENT (mod, del, get, pop), leave no key, and the poller works. */
+TEST(bad_fd_rejected) {
+  poller *p;
+  t_open(&p);
+  int sv[2];
+  t_socketpair(sv);
+  int closed = dup(sv[0]);
+  ASSERT_SYS(closed);
+  t_close(closed);
+  struct rlimit rl;
+  ASSERT_SYS(getrlimit(RLIMIT_NOFILE, &rl));
+  int never = rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > 5000
+                  ? 4999
+                  : (int)rl.rlim_cur - 1;
+  ASSERT_EQ(fcntl(never, F_GETFD), -1);
+  const int bad[] = {-1, -2, INT_MIN, closed, never, 1 << 20, INT_MAX - 1,
+                     INT_MAX};
+  poller_event key;
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    ASSERT_ERR(poller_add(p, bad[i], POLLER_IN, NULL), -EBADF);
+    ASSERT_ERR(poller_push(p, bad[i], POLLER_IN, NULL), -EBADF);
+    ASSERT_ERR(poller_mod(p, bad[i], POLLER_IN, NULL), -ENOENT);
+    ASSERT_ERR(poller_del(p, bad[i]), -ENOENT);
+    ASSERT_ERR(poller_pop(p, bad[i]), -ENOENT);
+    ASSERT_ERR(poller_get(p, bad[i], &key), -ENOENT);
+    ASSERT_EQ(poller_depth(p, bad[i]), 0);
+    ASSERT_EQ(poller_count(p), 0);
+    ASSERT_OK(poller_flush(p));
+  }
+  /* No registration appeared, and the poller works. */
+  ASSERT_ERR(poller_next(p, -1, &key), -ENOENT);
+  poller_event out[4];
+  ASSERT_EQ(poller_wait(p, out, 4, 0), 0);
+  ASSERT_OK(poller_add(p, sv[0], POLLER_OUT, &tag));
+  t_wait_for(p, sv[0], POLLER_OUT, 2000, NULL);
+  ASSERT_OK(poller_del(p, sv[0]));
+  t_close(sv[0]);
+  t_close(sv[1]);
+  t_assert_clean(p);
+}
+
+/* H48: max <= 0 and timeouts below -1 are -EINVAL, NULL out -EFAULT, all
+ * before any system call; the poller stays usable. */
+TEST(bad_wait_arguments) {
+  poller *p;
+  t_open(&p);
+  int sv[2];
+  t_socketpair(sv);
+  ASSERT_OK(poller_add(p, sv[0], POLLER_OUT, NULL));
+  ASSERT_OK(poller_flush(p));
+  poller_event out[4];
+  poller_stats before, after;
+  ASSERT_OK(poller_stats_get(p, &before));
+  ASSERT_ERR(poller_wait(p, out, 0, 0), -EINVAL);
+  ASSERT_ERR(poller_wait(p, out, -1, 0), -EINVAL);
+  ASSERT_ERR(poller_wait(p, out, INT_MIN, 0), -EINVAL);
+  ASSERT_ERR(poller_wait(p, out, 4, -2), -EINVAL);
+  ASSERT_ERR(poller_wait(p, out, 4, INT_MIN), -EINVAL);
+  ASSERT_ERR(poller_wait(p, NULL, 4, 0), -EFAULT);
+  ASSERT_ERR(poller_wait(NULL, out, 4, 0), -EFAULT);
+  ASSERT_OK(poller_stats_get(p, &after));
+  ASSERT_EQ(after.syscalls, before.syscalls);
+  ASSERT_EQ(after.waits, before.waits);
+  t_wait_for(p, sv[0], POLLER_OUT, 2000, NULL);
+  ASSERT_OK(poller_del(p, sv[0]));
+  t_close(sv[0]);
+  t_close(sv[1]);
+  t_assert_clean(p);
+}
+
+/* H50: NULL pointers get clean errors everywhere; poller_close(NULL) is a
+ * no-op. */
+TEST(null_arguments) {
+  poller *p;
+  t_open(&p);
+  int sv[2];
+  t_socketpair(sv);
+  poller_event key;
+  poller_stats st;
+  ASSERT_ERR(poller_add(NULL, sv[0], POLLER_IN, NULL), -EFAULT);
+  ASSERT_ERR(poller_mod(NULL, sv[0], POLLER_IN, NULL), -EFAULT);
+  ASSERT_ERR(poller_del(NULL, sv[0]), -EFAULT);
+  ASSERT_ERR(poller_push(NULL, sv[0], POLLER_IN, NULL), -EFAULT);
+  ASSERT_ERR(poller_pop(NULL, sv[0]), -EFAULT);
+  ASSERT_ERR(poller_get(NULL, sv[0], &key), -EFAULT);
+  ASSERT_ERR(poller_next(NULL, -1, &key), -EFAULT);
+  ASSERT_ERR(poller_flush(NULL), -EFAULT);
+  ASSERT_ERR(poller_wakeup(NULL), -EFAULT);
+  ASSERT_ERR(poller_reinit(NULL), -EFAULT);
+  ASSERT_ERR(poller_option(NULL, POLLER_OPT_REPORT_EINTR, 1), -EFAULT);
+  ASSERT_ERR(poller_stats_get(NULL, &st), -EFAULT);
+  ASSERT_EQ(poller_count(NULL), 0);
+  ASSERT_EQ(poller_depth(NULL, sv[0]), 0);
+  ASSERT_EQ(poller_fd(NULL), -1);
+  ASSERT_EQ(poller_caps(NULL), 0);
+  ASSERT_EQ(poller_current(NULL, &key), 0);
+  poller_close(NULL);
+  ASSERT_OK(poller_add(p, sv[0], POLLER_IN, NULL));
+  ASSERT_ERR(poller_get(p, sv[0], NULL), -EFAULT);
+  ASSERT_ERR(poller_next(p, -1, NULL), -EFAULT);
+  ASSERT_ERR(poller_stats_get(p, NULL), -EFAULT);
+  ASSERT_EQ(poller_current(p, NULL), 0);
+  ASSERT_OK(poller_get(p, sv[0], &key));
+  ASSERT_OK(poller_del(p, sv[0]));
+  t_close(sv[0]);
+  t_close(sv[1]);
+  t_assert_clean(p);
+}
+
+/* poller_fd: readable while events are pending on epoll, kqueue and
+ * io_uring (a poller nests in another loop); -1 on select and poll. */
+TEST(poller_fd_readable_when_pending) {
+  poller *p;
+  t_open(&p);
+  int pfd = poller_fd(p);
+  if (T_BACKEND == POLLER_SELECT || T_BACKEND == POLLER_POLL) {
+    ASSERT_EQ(pfd, -1);
+    t_assert_clean(p);
+    return;
+  }
+  ASSERT_GE(pfd, 0);
+  int sv[2];
+  t_socketpair(sv);
+  ASSERT_OK(poller_add(p, sv[0], POLLER_IN, NULL));
+  ASSERT_OK(poller_flush(p));
+  struct pollfd pl = {pfd, POLLIN, 0};
+  ASSERT_EQ(poll(&pl, 1, 50), 0);
+  t_write(sv[1], 1);
+  ASSERT_EQ(poll(&pl, 1, 2000), 1);
+  ASSERT_BITS(pl.revents, POLLIN);
+  t_wait_for(p, sv[0], POLLER_IN, 2000, NULL);
+  ASSERT_EQ(t_drain(sv[0]), 1);
+  ASSERT_OK(poller_del(p, sv[0]));
+  t_close(sv[0]);
+  t_close(sv[1]);
+  t_assert_clean(p);
+}
+
+/* Counters: waits and events count what poller_wait did. */
+TEST(stats_count_waits_and_events) {
+  poller *p;
+  t_open(&p);
+  int sv[2];
+  t_socketpair(sv);
+  poller_stats st;
+  ASSERT_OK(poller_stats_get(p, &st));
+  ASSERT_EQ(st.waits, 0);
+  ASSERT_EQ(st.events, 0);
+  ASSERT_OK(poller_add(p, sv[0], POLLER_OUT, NULL));
+  poller_event out[4];
+  ASSERT_EQ(poller_wait(p, out, 4, 1000), 1);
+  ASSERT_EQ(poller_wait(p, out, 4, 1000), 1);
+  ASSERT_OK(poller_stats_get(p, &st));
+  ASSERT_EQ(st.waits, 2);
+  ASSERT_EQ(st.events, 2);
+  ASSERT_GE(st.syscalls, 2);
+  ASSERT_GE(st.changes, 1);
+  ASSERT_OK(poller_del(p, sv[0]));
+  t_close(sv[0]);
+  t_close(sv[1]);
+  t_assert_clean(p);
+}
+
+/* Runs fn in a forked child of the test and asserts it passed. */
+static void in_child(void (*fn)(void *), void *arg) {
+  fflush(stdout);
+  pid_t pid = fork();
+  ASSERT_SYS(pid);
+  if (pid == 0) {
+    fn(arg);
+    _exit(0);
+  }
+  int status;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+    FAIL("child failed (status 0x%x)", status);
+}
+
+struct fork_ctx {
+  poller *p;
+  int a[2], b[2];
+  int fds_without_poller;
+};
+
+static void fork_child(void *arg) {
+  struct fork_ctx *c = arg;
+  ASSERT_OK(poller_reinit(c->p));
+  /* The child sees the inherited registrations with the new kernel
+   * object. */
+  t_write(c->a[1], 1);
+  t_wait_for(c->p, c->a[0], POLLER_IN, 2000, NULL);
+  ASSERT_EQ(t_drain(c->a[0]), 1);
+  /* Changes in the child: a removed, b added. */
+  ASSERT_OK(poller_del(c->p, c->a[0]));
+  ASSERT_OK(poller_add(c->p, c->b[0], POLLER_IN | POLLER_OUT, NULL));
+  t_wait_for(c->p, c->b[0], POLLER_OUT, 2000, NULL);
+  ASSERT_OK(poller_del(c->p, c->b[0]));
+  /* G45: disposing of the poller closes only its own descriptors. */
+  poller_close(c->p);
+  ASSERT_EQ(t_fd_count(), c->fds_without_poller);
+  ASSERT_NE(fcntl(c->a[0], F_GETFD), -1);
+  ASSERT_NE(fcntl(c->b[0], F_GETFD), -1);
+}
+
+/* G44/G45: after fork, the child's poller_reinit gives it its own kernel
+ * object: registrations made or removed in the child never change the
+ * parent's readiness; closing the poller in the child closes only the
+ * poller's descriptors. */
+TEST(fork_child_reinit) {
+  struct fork_ctx c;
+  int base = t_fd_count();
+  t_socketpair(c.a);
+  t_socketpair(c.b);
+  c.fds_without_poller = base + 4;
+  t_open(&c.p);
+  ASSERT_OK(poller_add(c.p, c.a[0], POLLER_IN, &c));
+  ASSERT_OK(poller_flush(c.p));
+  in_child(fork_child, &c);
+  /* The parent still watches a (the child deleted it from its own set)
+   * and never hears of b (the child added it to its own set). */
+  t_write(c.a[1], 1);
+  poller_event ev;
+  t_wait_for(c.p, c.a[0], POLLER_IN, 2000, &ev);
+  ASSERT_TRUE(ev.data == &c);
+  t_expect_none(c.p, c.b[0], 50);
+  ASSERT_EQ(poller_count(c.p), 1);
+  ASSERT_OK(poller_del(c.p, c.a[0]));
+  for (int i = 0; i < 2; i++) {
+    t_close(c.a[i]);
+    t_close(c.b[i]);
+  }
+  t_assert_clean(c.p);
+}
+
+static void fork_wakeup_child(void *arg) {
+  poller *p = arg;
+  ASSERT_OK(poller_reinit(p));
+  for (int i = 0; i < 10; i++)
+    ASSERT_OK(poller_wakeup(p));
+  poller_event out[4];
+  ASSERT_EQ(poller_wait(p, out, 4, 2000), 0);
+  poller_close(p);
+}
+
+/* After reinit the child's wakeups never reach the parent's waits. */
+TEST(fork_child_wakeup_isolated) {
+  poller *p;
+  t_open(&p);
+  in_child(fork_wakeup_child, p);
+  double t0 = t_now_ms();
+  poller_event out[4];
+  ASSERT_EQ(poller_wait(p, out, 4, 100), 0);
+  ASSERT_GE(t_now_ms() - t0, 100);
+  ASSERT_OK(poller_wakeup(p));
+  ASSERT_EQ(poller_wait(p, out, 4, 5000), 0);
+  t_assert_clean(p);
+}
