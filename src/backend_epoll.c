@@ -12,9 +12,11 @@
  * dup stays in the set until poller_del (lessons 1, libuv#1468); poller_del
  * therefore removes synchronously, before the caller can close.
  */
+#define _GNU_SOURCE /* dup3 */
 #include "internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <sys/epoll.h>
 #include <unistd.h>
@@ -142,13 +144,20 @@ static int epoll_fd(const poller *p) {
 static int epoll_reinit(poller *p) {
   /* The child's copy of the epoll fd refers to the parent's instance:
    * closing the copy leaves the parent's set alone, while any change made
-   * through it would change the parent's (lessons F6). */
+   * through it would change the parent's (lessons F6).  The new instance
+   * takes the old number (dup3 closes the old reference), so poller_fd
+   * stays valid for a caller that nests it; the core also rebuilds the set
+   * this way in-process to drop ghosts of closed fds (poller.c). */
   struct epoll_state *s = p->bstate;
   int fd = epoll_create1(EPOLL_CLOEXEC);
   if (fd < 0)
     return -errno;
-  close(s->epfd);
-  s->epfd = fd;
+  if (dup3(fd, s->epfd, O_CLOEXEC) < 0) {
+    int r = -errno;
+    close(fd);
+    return r;
+  }
+  close(fd);
   return 0;
 }
 

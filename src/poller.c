@@ -387,6 +387,33 @@ static void filter(poller *p, poller_event *out, int from, int k, int *n,
   }
 }
 
+/* epoll keeps the registration of an fd closed before poller_del while a
+ * dup of it lives on, and the closed number can no longer remove it
+ * (lessons 1, libuv#1468): the kernel then reports that file at every wait
+ * as a stale generation or an unregistered fd, and a wait with nothing
+ * else to report would spin on these ghosts until its deadline (forever
+ * for -1; conformance 35, test dup_close_before_del_no_spin).  As libev
+ * does on a generation mismatch, rebuild the kernel object from the table:
+ * a new epoll instance (backend reinit keeps poller_fd's number) holding
+ * the wakeup fd and every live registration.  O(registered) system calls,
+ * no allocation, and only after a close-before-del. */
+static void rebuild_kernel_set(poller *p) {
+  if (p->be->reinit(p) < 0)
+    return; /* the old set stays: stale reports stay filtered */
+  struct poller__fd *w = &p->fds[p->wakefd_r];
+  if (p->be->ctl(p, p->wakefd_r, w, 0, POLLER_IN, 0) != 0)
+    w->kmask = 0;
+  for (int fd = 0; fd < p->nfds; fd++) {
+    struct poller__fd *e = &p->fds[fd];
+    if (!(e->flags & FD_REGISTERED) || (e->flags & FD_INTERNAL))
+      continue;
+    e->kmask = 0;
+    e->flags &= ~FD_KDISARMED;
+    queue_change(p, fd, e);
+  }
+  (void)flush(p, 1);
+}
+
 int poller_wait(poller *p, poller_event *out, int max, int timeout_ms) {
   if (!p || !out)
     return -EFAULT;
@@ -431,7 +458,10 @@ int poller_wait(poller *p, poller_event *out, int max, int timeout_ms) {
         break;
       return k;
     }
+    unsigned long long stale = p->stats.stale;
     filter(p, out, n, k, &n, &woken);
+    if (p->stats.stale != stale && p->be->id == POLLER_EPOLL)
+      rebuild_kernel_set(p); /* ghosts of closed fds, see above */
     if (n > 0 || woken || tmo == 0)
       break;
     /* Only stale reports: wait again for the time that is left. */

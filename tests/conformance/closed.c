@@ -248,6 +248,49 @@ TEST(dup_close_before_del_no_ghost) {
   t_assert_clean(p);
 }
 
+/* E35/lessons 1 (libuv#1468): after a close-then-del with a dup alive, a
+ * readable file that the kernel may still hold under the closed number
+ * must not turn poller_wait into a busy loop of stale reports: a wait of
+ * 200 ms with nothing to report makes a handful of system calls, and an
+ * infinite wait still ends with a wakeup. */
+TEST(dup_close_before_del_no_spin) {
+  poller *p;
+  int sv[2];
+  t_open(&p);
+  t_socketpair(sv);
+  ASSERT_OK(poller_add(p, sv[0], POLLER_IN | POLLER_OUT, &tag_old));
+  ASSERT_OK(poller_flush(p));
+  int d = fcntl(sv[0], F_DUPFD_CLOEXEC, 0);
+  ASSERT_SYS(d);
+  int num = sv[0];
+  t_close(num);
+  ASSERT_OK(poller_del(p, num));
+  t_write(sv[1], 1); /* the file is readable and writable: level ghosts */
+  int pfd = poller_fd(p);
+  poller_event out[8];
+  poller_stats before, after;
+  ASSERT_OK(poller_stats_get(p, &before));
+  double t0 = t_now_ms();
+  ASSERT_EQ(poller_wait(p, out, 8, 200), 0);
+  ASSERT_GE(t_now_ms() - t0, 200);
+  ASSERT_OK(poller_stats_get(p, &after));
+  t_note("%llu system calls, %llu stale reports in a 200 ms wait",
+         after.syscalls - before.syscalls, after.stale - before.stale);
+  ASSERT_LE(after.syscalls - before.syscalls, 50);
+  ASSERT_EQ(poller_fd(p), pfd); /* a nesting caller's fd stays valid */
+  ASSERT_OK(poller_wakeup(p));
+  ASSERT_EQ(poller_wait(p, out, 8, -1), 0);
+  /* Registering the dup works, with its own data. */
+  ASSERT_OK(poller_add(p, d, POLLER_IN, &tag_new));
+  poller_event ev;
+  t_wait_for(p, d, POLLER_IN, 2000, &ev);
+  ASSERT_TRUE(ev.data == &tag_new);
+  ASSERT_OK(poller_del(p, d));
+  t_close(d);
+  t_close(sv[1]);
+  t_assert_clean(p);
+}
+
 /* E37: select and poll: a registered fd closed behind poller's back is
  * reported once as ERR|NVAL (not a spin, lessons E37), the rest of the
  * poller keeps working, and del then succeeds.  Covers a close before the
