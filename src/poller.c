@@ -255,10 +255,24 @@ static void after_report(poller *p, int fd, struct poller__fd *e) {
   }
 }
 
-/* Step 1: the special list.  Returns the number of reports stored. */
-static int scan_special(poller *p, poller_event *out, int max) {
+/* Reverses special[from, to). */
+static void special_reverse(poller *p, int from, int to) {
+  for (to--; from < to; from++, to--) {
+    int t = p->special[from];
+    p->special[from] = p->special[to];
+    p->special[to] = t;
+  }
+}
+
+/* Step 1: the special list.  Returns the number of reports stored.
+ * At most always_max of them are always-ready files; when one is held back
+ * for that reason, *held is set.  Entries already reported in this wait
+ * (FD_INBATCH) are skipped, so a second scan can top up the batch. */
+static int scan_special(poller *p, poller_event *out, int max,
+                        int always_max, int *held) {
   struct pollfd *probe = p->probe_buf;
   int nprobe = 0, n = 0;
+  int first_left = -1; /* the first entry left out for want of room */
   for (int i = 0; i < p->nspecial;) {
     int fd = p->special[i];
     struct poller__fd *e = &p->fds[fd];
@@ -268,26 +282,37 @@ static int scan_special(poller *p, poller_event *out, int max) {
       continue;
     }
     i++;
-    if (n >= max)
+    if (n >= max) {
+      if (first_left < 0)
+        first_left = i - 1;
       continue;
+    }
     if (e->flags & FD_FAILED) {
       out[n++] = (poller_event){fd, POLLER_ERR | POLLER_NVAL, e->data, e->gen};
       e->flags &= ~FD_FAILED;
       e->data = NULL;
       continue;
     }
-    if (!(e->flags & FD_REGISTERED) || (e->flags & FD_DISARMED))
+    if (!(e->flags & FD_REGISTERED) ||
+        (e->flags & (FD_DISARMED | FD_INBATCH)))
       continue;
     if (e->flags & FD_ALWAYS) {
       /* A regular file: select and poll call it readable and writable. */
       unsigned bits = e->events & (POLLER_IN | POLLER_OUT);
       if (!bits)
         continue;
-      if (e->events & POLLER_ET) {
-        if (EDGE_BITS(e) == bits)
-          continue; /* an edge is reported once; a file never changes */
-        SET_EDGE_BITS(e, bits);
+      if ((e->events & POLLER_ET) && EDGE_BITS(e) == bits)
+        continue; /* an edge is reported once; a file never changes */
+      if (always_max <= 0) {
+        /* Held back so the kernel's reports get room (see poller_wait). */
+        *held = 1;
+        if (first_left < 0)
+          first_left = i - 1;
+        continue;
       }
+      always_max--;
+      if (e->events & POLLER_ET)
+        SET_EDGE_BITS(e, bits);
       out[n++] = (poller_event){fd, bits, e->data, e->gen};
       e->flags |= FD_INBATCH;
       after_report(p, fd, e);
@@ -297,6 +322,13 @@ static int scan_special(poller *p, poller_event *out, int max) {
     probe[nprobe].events = poller__to_pollbits(e->events & READY_BITS);
     probe[nprobe].revents = 0;
     nprobe++;
+  }
+  if (first_left > 0) {
+    /* Fairness (conformance 18): the entries left out come first at the
+     * next scan, or always-ready files beyond max would starve. */
+    special_reverse(p, 0, first_left);
+    special_reverse(p, first_left, p->nspecial);
+    special_reverse(p, 0, p->nspecial);
   }
   if (nprobe == 0)
     return n;
@@ -312,6 +344,9 @@ static int scan_special(poller *p, poller_event *out, int max) {
     unsigned now = poller__from_pollbits(probe[i].revents) &
                    ((e->events & READY_BITS) | POLLER_ERR | POLLER_HUP);
     unsigned fresh = now & ~EDGE_BITS(e);
+    if (fresh && n >= max)
+      continue; /* no room: keep the old edge so the next scan reports it
+                   (test wait_partial_harvest_edge_new_bits) */
     SET_EDGE_BITS(e, now);
     if (!now)
       e->flags &= ~FD_EDGE_WAIT;
@@ -383,6 +418,7 @@ static void filter(poller *p, poller_event *out, int from, int k, int *n,
     }
     out[*n] = (poller_event){fd, bits, e->data, e->gen};
     (*n)++;
+    e->flags |= FD_INBATCH; /* a second special scan must not repeat it */
     after_report(p, fd, e);
   }
 }
@@ -419,9 +455,15 @@ int poller_wait(poller *p, poller_event *out, int max, int timeout_ms) {
     return -EFAULT;
   if (max <= 0 || timeout_ms < -1)
     return -EINVAL;
-  int n = 0, woken = 0;
+  int n = 0, woken = 0, held = 0;
+  /* Always-ready files never stop being ready: on every other wait they
+   * leave a slot of out[] (all of it when max is 1) to the kernel's
+   * reports, or a socket would starve behind a regular file (test
+   * always_ready_does_not_starve_others).  The kernel is then asked with
+   * timeout 0, and the files held back top up the batch after it. */
+  int always_max = (p->stats.waits & 1) ? max - 1 : max;
   if (p->nspecial)
-    n = scan_special(p, out, max);
+    n = scan_special(p, out, max, always_max, &held);
   if (p->nqueue)
     (void)flush(p, 1);
   if (p->nspecial && n < max) {
@@ -437,7 +479,7 @@ int poller_wait(poller *p, poller_event *out, int max, int timeout_ms) {
       }
     }
   }
-  int tmo = n > 0 ? 0 : timeout_ms;
+  int tmo = n > 0 || held ? 0 : timeout_ms;
   long long deadline = tmo > 0 ? now_ns() + (long long)tmo * 1000000LL : 0;
   p->stats.waits++;
   while (n < max) {
@@ -468,6 +510,8 @@ int poller_wait(poller *p, poller_event *out, int max, int timeout_ms) {
     if (tmo > 0 && (tmo = ms_left(deadline)) == 0)
       break;
   }
+  if (held && n < max)
+    n += scan_special(p, out + n, max - n, max - n, &held);
   for (int i = 0; i < n; i++)
     p->fds[out[i].fd].flags &= ~FD_INBATCH;
   p->stats.events += (unsigned long long)n;
