@@ -360,6 +360,32 @@ static int scan_special(poller *p, poller_event *out, int max,
   return n;
 }
 
+/* poller_fd must be readable while poller has reports to give (poller.h),
+ * but the kernel object knows nothing of always-ready files (epoll refuses
+ * them, lessons 9) nor of pending NVAL reports.  While scan_special would
+ * report one of them, the wakeup channel, which is in the kernel set, is
+ * kept signalled (test poller_fd_readable_with_always_ready).  The test
+ * below mirrors scan_special's exactly, or a wait would wake for nothing.
+ * Emulated ET entries only exist where there is no poller_fd. */
+static void keep_fd_readable(poller *p) {
+  if (!p->be->fd || atomic_load(&p->wake_pending))
+    return;
+  for (int i = 0; i < p->nspecial; i++) {
+    const struct poller__fd *e = &p->fds[p->special[i]];
+    int due = (e->flags & FD_FAILED) != 0;
+    if ((e->flags & FD_ALWAYS) && (e->flags & FD_REGISTERED) &&
+        !(e->flags & FD_DISARMED)) {
+      unsigned bits = e->events & (POLLER_IN | POLLER_OUT);
+      due = bits && !((e->events & POLLER_ET) && EDGE_BITS(e) == bits);
+    }
+    if (due) {
+      if (atomic_exchange(&p->wake_pending, 1) == 0)
+        poller__wakefd_signal(p->wakefd_w);
+      return;
+    }
+  }
+}
+
 /* Step 4: filters out[from, from + k) in place, appending the kept reports
  * at out[*n].  Sets *woken when the wakeup fd was among them. */
 static void filter(poller *p, poller_event *out, int from, int k, int *n,
@@ -514,6 +540,8 @@ int poller_wait(poller *p, poller_event *out, int max, int timeout_ms) {
     n += scan_special(p, out + n, max - n, max - n, &held);
   for (int i = 0; i < n; i++)
     p->fds[out[i].fd].flags &= ~FD_INBATCH;
+  if (p->nspecial)
+    keep_fd_readable(p);
   p->stats.events += (unsigned long long)n;
   return n;
 }
@@ -576,6 +604,7 @@ static int do_add(poller *p, int fd, unsigned events, void *data) {
   if (r == POLLER__ALWAYS_READY) {
     e->flags |= FD_ALWAYS;
     special_add(p, fd, e);
+    keep_fd_readable(p);
   } else if (r < 0) {
     e->flags &= ~FD_REGISTERED;
     e->data = NULL;
@@ -718,7 +747,10 @@ size_t poller_count(const poller *p) { return p ? p->count : 0; }
 int poller_flush(poller *p) {
   if (!p)
     return -EFAULT;
-  return flush(p, 0);
+  int r = flush(p, 0);
+  if (p->nspecial)
+    keep_fd_readable(p);
+  return r;
 }
 
 /* ---- the poller object ---- */

@@ -398,3 +398,32 @@ TEST(fork_child_wakeup_isolated) {
   ASSERT_EQ(poller_wait(p, out, 4, 5000), 0);
   t_assert_clean(p);
 }
+
+/* poller_fd stays readable while an always-ready file (epoll refuses
+ * regular files; poller reports them itself) has something to report, so
+ * a poller nested in another loop is not forgotten. */
+TEST(poller_fd_readable_with_always_ready) {
+  poller *p;
+  t_open(&p);
+  int pfd = poller_fd(p);
+  if (pfd < 0) {
+    poller_close(p);
+    SKIP("%s has no poller_fd (checked in poller_fd_readable_when_pending)",
+         T_BACKEND_NAME);
+  }
+  char path[] = "/tmp/poller-test-XXXXXX";
+  int f = mkstemp(path);
+  ASSERT_SYS(f);
+  ASSERT_SYS(unlink(path));
+  ASSERT_OK(poller_add(p, f, POLLER_IN, NULL));
+  ASSERT_OK(poller_flush(p));
+  struct pollfd pl = {pfd, POLLIN, 0};
+  ASSERT_EQ(poll(&pl, 1, 1000), 1);
+  t_wait_for(p, f, POLLER_IN, 2000, NULL);
+  /* Still ready (level): still readable after the wait. */
+  pl.revents = 0;
+  ASSERT_EQ(poll(&pl, 1, 1000), 1);
+  ASSERT_OK(poller_del(p, f));
+  t_close(f);
+  t_assert_clean(p);
+}
