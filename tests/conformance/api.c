@@ -427,3 +427,39 @@ TEST(poller_fd_readable_with_always_ready) {
   t_close(f);
   t_assert_clean(p);
 }
+
+/* poller_reinit in the same process (no fork) rebuilds the kernel object
+ * and keeps every registration, mode and data, and poller_fd's number. */
+TEST(reinit_in_process_keeps_registrations) {
+  poller *p;
+  t_open(&p);
+  int a[2], b[2];
+  t_socketpair(a);
+  t_socketpair(b);
+  ASSERT_OK(poller_add(p, a[0], POLLER_IN, &a));
+  ASSERT_OK(poller_add(p, b[0], POLLER_OUT | POLLER_ONESHOT, &b));
+  t_wait_for(p, b[0], POLLER_OUT, 2000, NULL);
+  int pfd = poller_fd(p);
+  ASSERT_OK(poller_reinit(p));
+  ASSERT_EQ(poller_fd(p), pfd);
+  ASSERT_EQ(poller_count(p), 2);
+  /* b's ONESHOT stays disarmed until mod. */
+  t_expect_none(p, b[0], 30);
+  t_write(a[1], 1);
+  poller_event ev;
+  t_wait_for(p, a[0], POLLER_IN, 2000, &ev);
+  ASSERT_TRUE(ev.data == &a);
+  ASSERT_EQ(t_drain(a[0]), 1);
+  ASSERT_OK(poller_mod(p, b[0], POLLER_OUT | POLLER_ONESHOT, &b));
+  t_wait_for(p, b[0], POLLER_OUT, 2000, &ev);
+  ASSERT_TRUE(ev.data == &b);
+  ASSERT_OK(poller_wakeup(p));
+  ASSERT_EQ(poller_wait(p, &ev, 1, 5000), 0);
+  ASSERT_OK(poller_del(p, a[0]));
+  ASSERT_OK(poller_del(p, b[0]));
+  for (int i = 0; i < 2; i++) {
+    t_close(a[i]);
+    t_close(b[i]);
+  }
+  t_assert_clean(p);
+}

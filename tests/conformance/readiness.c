@@ -438,3 +438,29 @@ TEST(listen_socket_readable_on_connect) {
   t_close(l);
   t_assert_clean(p);
 }
+
+/* ERR is always reported: a refused connect is reported with ERR to a
+ * registration that asked for PRI only (select cannot tell ERR). */
+TEST(err_always_reported) {
+  if (T_BACKEND == POLLER_SELECT)
+    SKIP("select cannot report ERR as such (see poller.h)");
+  poller *p;
+  t_open(&p);
+  int port = closed_port();
+  int c = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  ASSERT_SYS(c);
+  struct sockaddr_in sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sin_family = AF_INET;
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  sa.sin_port = htons((uint16_t)port);
+  int r = connect(c, (struct sockaddr *)&sa, sizeof sa);
+  if (r == -1 && errno == ECONNREFUSED)
+    SKIP("the kernel refused the connect synchronously (no event to see)");
+  ASSERT_OK(poller_add(p, c, POLLER_PRI, NULL));
+  unsigned got = t_wait_for(p, c, POLLER_ERR, 2000, NULL);
+  ASSERT_NOBITS(got, POLLER_OUT | POLLER_IN);
+  ASSERT_OK(poller_del(p, c));
+  t_close(c);
+  t_assert_clean(p);
+}
