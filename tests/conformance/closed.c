@@ -291,6 +291,42 @@ TEST(dup_close_before_del_no_spin) {
   t_assert_clean(p);
 }
 
+/* E34 + E35 (lessons 2 and F2): the fd is closed before del while a dup
+ * keeps its file alive, and its number is reused by a new file that is
+ * registered: readiness of the old file (which the kernel may still hold
+ * under that number) never reaches the new registration; only the new
+ * file's own readiness does, with its own data and generation. */
+TEST(dup_close_reuse_no_ghost) {
+  poller *p;
+  int a[2], b[2];
+  t_open(&p);
+  t_socketpair(a);
+  ASSERT_OK(poller_add(p, a[0], POLLER_IN, &tag_old));
+  ASSERT_OK(poller_flush(p));
+  poller_event key;
+  ASSERT_OK(poller_get(p, a[0], &key));
+  int d = fcntl(a[0], F_DUPFD_CLOEXEC, 0);
+  ASSERT_SYS(d);
+  int num = a[0];
+  t_close(num);
+  reuse_number(num, b);
+  ASSERT_OK(poller_del(p, num));
+  ASSERT_OK(poller_add(p, num, POLLER_IN, &tag_new));
+  t_write(a[1], 1); /* the old file (alive through d) becomes readable */
+  t_expect_none(p, num, 100);
+  t_write(b[1], 1);
+  poller_event ev;
+  t_wait_for(p, num, POLLER_IN, 2000, &ev);
+  ASSERT_TRUE(ev.data == &tag_new);
+  ASSERT_NE(ev.gen, key.gen);
+  ASSERT_OK(poller_del(p, num));
+  t_close(d);
+  t_close(a[1]);
+  t_close(b[0]);
+  t_close(b[1]);
+  t_assert_clean(p);
+}
+
 /* E37: select and poll: a registered fd closed behind poller's back is
  * reported once as ERR|NVAL (not a spin, lessons E37), the rest of the
  * poller keeps working, and del then succeeds.  Covers a close before the
