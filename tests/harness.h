@@ -162,6 +162,10 @@ int t_fd_count(void);
  * process holds the same number of descriptors as when the test began. */
 void t_assert_clean_(poller *p, const char *file, int line);
 #define t_assert_clean(p) t_assert_clean_((p), __FILE__, __LINE__)
+/* Asserts only the descriptor count (for tests that own no poller, such
+ * as loop tests after closing their loop). */
+void t_assert_fds_clean_(const char *file, int line);
+#define t_assert_fds_clean() t_assert_fds_clean_(__FILE__, __LINE__)
 /* Closes fd if >= 0, asserting success. */
 void t_close(int fd);
 /* Writes n bytes ('x') to fd, asserting they all went. */

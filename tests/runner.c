@@ -195,10 +195,13 @@ void t_assert_clean_(poller *p, const char *file, int line) {
     t_fail(file, line, "t_assert_clean: poller_next(-1) = %d (fd %d)", r,
            r == 0 ? key.fd : -1);
   poller_close(p);
+  t_assert_fds_clean_(file, line);
+}
+
+void t_assert_fds_clean_(const char *file, int line) {
   int fds = t_fd_count();
   if (fds != t_base_fds)
-    t_fail(file, line,
-           "t_assert_clean: %d descriptors open, %d when the test began", fds,
+    t_fail(file, line, "%d descriptors open, %d when the test began", fds,
            t_base_fds);
 }
 
