@@ -463,3 +463,37 @@ TEST(reinit_in_process_keeps_registrations) {
   }
   t_assert_clean(p);
 }
+
+static void setuid_child(void *arg) {
+  enum poller_backend *dflt = arg;
+  /* A setuid-root program run by another user: real uid differs from the
+   * effective one.  POLLER_BACKEND is the caller's and must be ignored. */
+  ASSERT_SYS(setresuid(65534, 0, 0));
+  ASSERT_TRUE(getuid() != geteuid());
+  poller *p;
+  ASSERT_OK(poller_open(&p, POLLER_AUTO));
+  ASSERT_EQ(poller_backend(p), *dflt);
+  poller_close(p);
+}
+
+/* POLLER_BACKEND is ignored in setuid programs (issue 2). */
+TEST(backend_env_ignored_when_setuid) {
+  if (geteuid() != 0)
+    SKIP("needs root to make a process with real uid != effective uid");
+  poller *p;
+  t_open(&p);
+  poller_close(p);
+  ASSERT_OK(unsetenv("POLLER_BACKEND"));
+  ASSERT_OK(poller_open(&p, POLLER_AUTO));
+  enum poller_backend dflt = poller_backend(p);
+  poller_close(p);
+  if (dflt == T_BACKEND)
+    SKIP("%s is the default already: the variable would change nothing",
+         T_BACKEND_NAME);
+  ASSERT_OK(setenv("POLLER_BACKEND", T_BACKEND_NAME, 1));
+  ASSERT_OK(poller_open(&p, POLLER_AUTO));
+  ASSERT_EQ(poller_backend(p), T_BACKEND); /* honoured normally */
+  in_child(setuid_child, &dflt);
+  ASSERT_OK(unsetenv("POLLER_BACKEND"));
+  t_assert_clean(p);
+}
