@@ -548,3 +548,30 @@ TEST(wait_partial_harvest_edge_new_bits) {
   }
   t_assert_clean(p);
 }
+
+/* Lessons F4 (bun#34780): a storm of signals (every 2 ms) neither ends a
+ * 300 ms wait early nor postpones it: each retry waits only the time
+ * left. */
+TEST(wait_signal_storm_keeps_deadline) {
+  poller *p;
+  poller_event out[4];
+  t_open(&p);
+  sig_count = 0;
+  install(on_signal_count);
+  struct itimerval it;
+  memset(&it, 0, sizeof it);
+  it.it_value.tv_usec = 2000;
+  it.it_interval.tv_usec = 2000;
+  ASSERT_SYS(setitimer(ITIMER_REAL, &it, NULL));
+  double t0 = t_now_ms();
+  int n = poller_wait(p, out, 4, 300);
+  double el = t_now_ms() - t0;
+  memset(&it, 0, sizeof it);
+  ASSERT_SYS(setitimer(ITIMER_REAL, &it, NULL));
+  ASSERT_EQ(n, 0);
+  ASSERT_GE(el, 300);
+  ASSERT_LT(el, 1300);
+  t_note("%d signals during the wait", (int)sig_count);
+  ASSERT_GE(sig_count, 10);
+  t_assert_clean(p);
+}
