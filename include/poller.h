@@ -209,7 +209,9 @@ int poller_wakeup(poller *p);
 
 /* Returns a descriptor that is readable while the poller has events to
  * report (epoll, kqueue, io_uring), so a poller nests in another loop;
- * -1 where there is none (select, poll) or for NULL. */
+ * -1 where there is none (select, poll) or for NULL.  Interest changes
+ * reach the kernel at the next poller_wait or poller_flush: a nesting loop
+ * calls poller_flush before it sleeps on this descriptor. */
 int poller_fd(const poller *p);
 
 /* Rebuilds the kernel object in a forked child and registers every fd

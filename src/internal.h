@@ -76,6 +76,9 @@ struct poller__fd {
  *         keeps none; the core then takes the current one).  At most one
  *         report per fd.  Returns the count, 0 on timeout, -errno (-EINTR
  *         included; the core retries).
+ * commit: optional: sends changes that ctl batched to the kernel now
+ *         (poller_flush calls it, so a nesting loop sleeping on poller_fd
+ *         sees them).  NULL when ctl applies changes itself.
  * fd:     the pollable descriptor of the kernel object, or -1.
  * reinit: called in a forked child: drops the inherited kernel object
  *         without disturbing the parent and creates a new one.  The core
@@ -91,6 +94,7 @@ struct poller__backend {
   int (*ctl)(poller *p, int fd, struct poller__fd *e, unsigned have,
              unsigned want, int rearm);
   int (*wait)(poller *p, poller_event *out, int max, int timeout_ms);
+  int (*commit)(poller *p);
   int (*fd)(const poller *p);
   int (*reinit)(poller *p);
 };

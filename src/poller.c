@@ -748,6 +748,11 @@ int poller_flush(poller *p) {
   if (!p)
     return -EFAULT;
   int r = flush(p, 0);
+  if (p->be->commit) {
+    int c = p->be->commit(p);
+    if (!r)
+      r = c;
+  }
   if (p->nspecial)
     keep_fd_readable(p);
   return r;

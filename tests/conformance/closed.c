@@ -55,12 +55,18 @@ TEST(unregister_after_close) {
   t_close(b[0]);
   ASSERT_OK(poller_del(p, a[0]));
   poller_event out[8];
-  /* select and poll may report b's closed fd once (ERR|NVAL). */
+  /* select and poll may report b's closed fd once (ERR|NVAL).  io_uring
+   * may also deliver the one report its request posted before the close
+   * (b was writable at the flush): a request holds the file, not the
+   * number, and its completion is already in the ring. */
   int n = poller_wait(p, out, 8, 20);
   ASSERT_GE(n, 0);
   for (int i = 0; i < n; i++) {
     ASSERT_EQ(out[i].fd, b[0]);
-    ASSERT_EQ(out[i].events, POLLER_ERR | POLLER_NVAL);
+    if (T_BACKEND == POLLER_URING && !(out[i].events & POLLER_NVAL))
+      ASSERT_EQ(out[i].events, POLLER_OUT);
+    else
+      ASSERT_EQ(out[i].events, POLLER_ERR | POLLER_NVAL);
   }
   ASSERT_OK(poller_del(p, b[0]));
   ASSERT_EQ(poller_count(p), 0);
