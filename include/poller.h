@@ -49,7 +49,9 @@ enum poller_backend {
 /* Readiness bits, used both in interest masks and in reports. */
 #define POLLER_IN 0x001u    /* readable, or the peer closed */
 #define POLLER_OUT 0x002u   /* writable */
-#define POLLER_PRI 0x004u   /* urgent (out-of-band) data */
+/* urgent (out-of-band) data; on io_uring ask for it with POLLER_IN: a
+ * PRI-only poll request is not woken by TCP urgent data (Linux 6.18). */
+#define POLLER_PRI 0x004u
 #define POLLER_ERR 0x008u   /* an error is pending; always reported */
 #define POLLER_HUP 0x010u   /* hang-up; always reported (not on select) */
 #define POLLER_RDHUP 0x020u /* the peer shut down its writing half */
