@@ -206,8 +206,9 @@ int poller_listener_adopt(poller_loop *loop, poller_listener **l, int fd,
 int poller_listener_address(const poller_listener *l,
                             struct sockaddr_storage *ss, socklen_t *len);
 
-/* Returns the listening fd (-1 once closed). */
+/* Returns the listening fd (-1 once closed), and the listener's loop. */
 int poller_listener_fd(const poller_listener *l);
+poller_loop *poller_listener_loop(const poller_listener *l);
 
 /* Returns the number of connections shed for lack of descriptors, and the
  * number of times accepting was paused on the retry timer. */

@@ -531,6 +531,9 @@ int poller_transport_connect(poller_loop *loop, poller_transport **t,
     }
   }
   if (timeout_ms > 0 && n->pending_err == 0) {
+    /* The loop's clock is cached per iteration; a connect started after a
+     * long handler would otherwise time out early. */
+    poller_loop_update_time(loop);
     rc = poller_timer_start(loop, &n->timeout, (uint64_t)timeout_ms, 0);
     if (rc < 0) {
       (void)poller_io_stop(loop, fd);
@@ -873,13 +876,19 @@ static void ls_io(poller_loop *loop, int fd, unsigned events, void *arg) {
       close(l->reserve);
       l->reserve = -1;
       c = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+      int e2 = errno;
       if (c >= 0) {
         close(c);
         l->shed++;
       }
       l->reserve = ls_reserve();
+      /* Linux checks for a free descriptor before looking at the queue,
+       * so EMFILE does not mean a connection is waiting: with the reserve
+       * given up, EAGAIN says the queue is empty. */
       if (l->reserve >= 0 && c >= 0)
         continue;
+      if (l->reserve >= 0 && (e2 == EAGAIN || e2 == EWOULDBLOCK))
+        break;
     }
     /* No reserve, or another error (ENOBUFS, ENOMEM): wait on a timer. */
     ls_pause(l);
@@ -995,6 +1004,9 @@ int poller_listener_address(const poller_listener *l,
 
 int poller_listener_fd(const poller_listener *l) {
   return l && !l->closed ? l->fd : -1;
+}
+poller_loop *poller_listener_loop(const poller_listener *l) {
+  return l ? l->loop : NULL;
 }
 unsigned long long poller_listener_shed(const poller_listener *l) {
   return l ? l->shed : 0;
