@@ -677,7 +677,9 @@ static void tr_close_now(poller_transport *t) {
 void poller_transport_close(poller_transport *t, int flush) {
   if (!t || t->state == TR_CLOSED)
     return;
-  if (flush && t->state == TR_OPEN && t->head && t->pending_err == 0) {
+  /* A flushing close waits for the queue; while connecting, for the
+   * connect first (a failed connect then just closes, silently). */
+  if (flush && t->head && t->pending_err == 0) {
     t->closing = 1;
     tr_update(t);
     return;
