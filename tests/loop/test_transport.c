@@ -686,8 +686,6 @@ TEST_TIMEOUT(transport_echo_1000_connections, 60) {
   long n = (limit - t_fd_count() - 64) / 2;
   if (n > 1000)
     n = 1000;
-  if (T_BACKEND == POLLER_SELECT && n > 400)
-    n = 400; /* select's sets are scanned per wait; keep it quick */
   if (n < 50)
     SKIP("open-file limit %ld leaves room for %ld connections", limit, n);
   t_note("%ld connections (open-file limit %ld)", n, limit);
