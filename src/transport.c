@@ -23,6 +23,7 @@
 #include <limits.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,6 +51,36 @@
 
 enum tr_state { TR_CONNECTING, TR_OPEN, TR_CLOSED };
 
+/* Every live transport and listener is on one registry, so
+ * poller_loop_close can close and free those of its loop (even the ones
+ * closed but still waiting for their deferred free, which would otherwise
+ * leak when the loop drops its timers).  The lock is taken only on create,
+ * free and loop close, never on the I/O path. */
+struct tr_node {
+  struct tr_node *prev, *next;
+  int kind; /* TR_KIND_* */
+};
+enum { TR_KIND_TRANSPORT = 1, TR_KIND_LISTENER = 2 };
+static struct tr_node tr_registry = {&tr_registry, &tr_registry, 0};
+static pthread_mutex_t tr_registry_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void tr_register(struct tr_node *n, int kind) {
+  n->kind = kind;
+  pthread_mutex_lock(&tr_registry_lock);
+  n->next = &tr_registry;
+  n->prev = tr_registry.prev;
+  tr_registry.prev->next = n;
+  tr_registry.prev = n;
+  pthread_mutex_unlock(&tr_registry_lock);
+}
+
+static void tr_unregister(struct tr_node *n) {
+  pthread_mutex_lock(&tr_registry_lock);
+  n->prev->next = n->next;
+  n->next->prev = n->prev;
+  pthread_mutex_unlock(&tr_registry_lock);
+}
+
 struct tr_chunk {
   struct tr_chunk *next;
   size_t start; /* first unsent byte */
@@ -59,6 +90,7 @@ struct tr_chunk {
 };
 
 struct poller_transport {
+  struct tr_node node; /* first: the registry links it */
   poller_loop *loop;
   int fd;
   enum tr_state state;
@@ -410,8 +442,10 @@ static void tr_defer_cb(poller_timer *timer, void *arg) {
   poller_transport *t = arg;
   (void)timer;
   if (t->state == TR_CLOSED) {
-    if (t->refs == 0)
+    if (t->refs == 0) {
+      tr_unregister(&t->node);
       free(t);
+    }
     return;
   }
   if (t->pending_err) {
@@ -465,6 +499,7 @@ int poller_transport_adopt(poller_loop *loop, poller_transport **t, int fd,
     return rc;
   }
   n->watching = POLLER_IN;
+  tr_register(&n->node, TR_KIND_TRANSPORT);
   *t = n;
   return 0;
 }
@@ -542,6 +577,7 @@ int poller_transport_connect(poller_loop *loop, poller_transport **t,
       return rc;
     }
   }
+  tr_register(&n->node, TR_KIND_TRANSPORT);
   *t = n;
   return 0;
 }
@@ -811,6 +847,7 @@ int poller_sockaddr_format(const struct sockaddr *sa, socklen_t len,
 /* ---- listeners ---- */
 
 struct poller_listener {
+  struct tr_node node; /* first: the registry links it */
   poller_loop *loop;
   int fd;
   int reserve; /* /dev/null, given up to accept one connection on EMFILE */
@@ -917,8 +954,10 @@ static void ls_retry_cb(poller_timer *timer, void *arg) {
 static void ls_defer_cb(poller_timer *timer, void *arg) {
   poller_listener *l = arg;
   (void)timer;
-  if (l->closed && l->refs == 0)
+  if (l->closed && l->refs == 0) {
+    tr_unregister(&l->node);
     free(l);
+  }
 }
 
 int poller_listener_adopt(poller_loop *loop, poller_listener **l, int fd,
@@ -956,6 +995,7 @@ int poller_listener_adopt(poller_loop *loop, poller_listener **l, int fd,
     return rc;
   }
   n->watching = 1;
+  tr_register(&n->node, TR_KIND_LISTENER);
   *l = n;
   return 0;
 }
@@ -1034,4 +1074,34 @@ void poller_listener_close(poller_listener *l) {
     l->free_sched = 1;
     (void)poller_timer_start(l->loop, &l->defer, 0, 0);
   }
+}
+
+/* Called by poller_loop_close before it releases anything: closes every
+ * transport and listener of the loop without callbacks (queues discarded)
+ * and frees them, including those closed earlier whose deferred free the
+ * loop will now never run. */
+void poller__transport_close_all(poller_loop *loop) {
+  struct tr_node *n, *next;
+  pthread_mutex_lock(&tr_registry_lock);
+  for (n = tr_registry.next; n != &tr_registry; n = next) {
+    next = n->next;
+    if (n->kind == TR_KIND_TRANSPORT) {
+      poller_transport *t = (poller_transport *)n;
+      if (t->loop != loop)
+        continue;
+      t->closing = 1;
+      tr_close_now(t);
+      (void)poller_timer_stop(&t->defer);
+    } else {
+      poller_listener *l = (poller_listener *)n;
+      if (l->loop != loop)
+        continue;
+      poller_listener_close(l);
+      (void)poller_timer_stop(&l->defer);
+    }
+    n->prev->next = n->next;
+    n->next->prev = n->prev;
+    free(n);
+  }
+  pthread_mutex_unlock(&tr_registry_lock);
 }
