@@ -130,9 +130,91 @@ typedef void (*poller_async_cb)(poller_async *async, void *arg);
 #define POLLER_FS_RENAME 0x20u
 #define POLLER_FS_REVOKE 0x40u
 
-/* The definitions of these handles and their start/stop functions follow
- * below (poller_signal_start, poller_child_start, poller_fswatch_start,
- * poller_async_start / poller_async_send). */
+/* Deferred work: fn(arg) runs once at the end of the current iteration
+ * (or of the next one, when called outside poller_loop_run), after every
+ * callback of the batch: the place to free what a callback closed.
+ * Returns 0; -EFAULT; -ENOMEM. */
+int poller_loop_defer(poller_loop *loop, void (*fn)(void *arg), void *arg);
+
+/* Signals.  Every loop that watches a signal gets it (two loops in two
+ * threads included): a process-wide handler counts the signal for each
+ * watching loop and wakes it; the callback then runs in the loop with the
+ * number of deliveries since the last callback (1..N for a burst of N, as
+ * the kernel merges pending signals).  signalfd is not used: it sees a
+ * signal only where it is blocked in every thread, and two consumers race
+ * for one delivery (lessons F7).  The previous disposition comes back when
+ * the last watcher of the signal stops.  At most 64 loops watch signals at
+ * once (-ENOSPC beyond). */
+struct poller_signal { /* private */
+  poller_loop *loop;
+  poller_signal_cb cb;
+  void *arg;
+  int signum;
+  int active;
+  unsigned pass;
+  poller_signal *next;
+};
+int poller_signal_start(poller_loop *loop, poller_signal *sig, int signum,
+                        poller_signal_cb cb, void *arg);
+int poller_signal_stop(poller_signal *sig);
+
+/* Child processes: the callback gets the pid and its waitpid status once,
+ * when it exits, and the watcher stops.  pidfd (Linux 5.3+) where the
+ * kernel has it, SIGCHLD and waitpid(pid, WNOHANG) elsewhere. */
+struct poller_child { /* private */
+  poller_loop *loop;
+  poller_child_cb cb;
+  void *arg;
+  pid_t pid;
+  int pidfd;
+  int active;
+  poller_child *next;
+};
+int poller_child_start(poller_loop *loop, poller_child *child, pid_t pid,
+                       poller_child_cb cb, void *arg);
+int poller_child_stop(poller_child *child);
+
+/* File changes: the callback gets POLLER_FS_* bits for the watched path.
+ * inotify on Linux: WRITE (IN_MODIFY), EXTEND (a write that grew the
+ * file), ATTRIB, LINK (the link count changed), RENAME (IN_MOVE_SELF),
+ * DELETE (IN_DELETE_SELF, or the last link removed); REVOKE is never
+ * reported there.  Returns 0; -EFAULT; -EINVAL (no bits); -ENOSYS where
+ * the platform has no file watching; or the kernel's error (-ENOENT). */
+struct poller_fswatch { /* private */
+  poller_loop *loop;
+  poller_fswatch_cb cb;
+  void *arg;
+  unsigned events;
+  int wd;
+  long long size;
+  unsigned long nlink;
+  char *path;
+  int active;
+  unsigned pass;
+  poller_fswatch *next;
+};
+int poller_fswatch_start(poller_loop *loop, poller_fswatch *watch,
+                         const char *path, unsigned events,
+                         poller_fswatch_cb cb, void *arg);
+int poller_fswatch_stop(poller_fswatch *watch);
+
+/* Wake-ups across threads: poller_async_send (any thread, or a signal
+ * handler) makes cb run in the loop; sends before the callback coalesce
+ * into one call, and a send is never lost.  An active async keeps
+ * poller_loop_run going. */
+struct poller_async { /* private */
+  poller_loop *loop;
+  poller_async_cb cb;
+  void *arg;
+  _Atomic int pending;
+  int active;
+  unsigned pass;
+  poller_async *next;
+};
+int poller_async_start(poller_loop *loop, poller_async *async,
+                       poller_async_cb cb, void *arg);
+int poller_async_send(poller_async *async);
+int poller_async_stop(poller_async *async);
 
 #ifdef __cplusplus
 }

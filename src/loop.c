@@ -1,0 +1,886 @@
+/*
+ * loop.c - the event loop over a poller: fd watchers, timers, deferred
+ * work, signals, child processes, file changes and async wake-ups.
+ *
+ * One iteration of poller_loop_run, in order:
+ *   1. refresh the cached time and run the due timers (only timers
+ *      started before this phase: a 0 ms timer re-armed from its own
+ *      callback waits for the next iteration, libuv#4245);
+ *   2. wait: until the next timer (rounded up to whole ms, so never a
+ *      zero-timeout spin and never early), the run's timeout, or forever;
+ *      0 when deferred work is pending;
+ *   3. dispatch the fd reports, skipping any that poller_current says an
+ *      earlier callback of the batch made stale;
+ *   4. signals, async sends; 5. due timers again; 6. deferred work.
+ *
+ * Internal descriptors (pidfds, inotify) are fd watchers marked internal:
+ * they do not keep the loop alive by themselves; their handles do.
+ */
+#define _GNU_SOURCE
+#include "heap.h"
+#include "poller_loop.h"
+#include "transport_internal.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#ifdef __linux__
+#include <sys/inotify.h>
+#endif
+
+#define EVENTS_PER_WAIT 256
+#define MAX_SIGNAL_LOOPS 64
+#define NSIGNALS 65
+
+struct io_watcher {
+  poller_io_cb cb;
+  void *arg;
+  int active;
+  int internal; /* does not count in poller_loop_alive */
+};
+
+struct deferred {
+  void (*fn)(void *);
+  void *arg;
+};
+
+struct poller_loop {
+  poller *p;
+  poller_event events[EVENTS_PER_WAIT];
+  struct io_watcher *io;
+  int nio;
+  size_t alive; /* user fd watchers, timers, signals, children, ... */
+
+  poller_timer **heap;
+  size_t nheap, capheap;
+  uint64_t timer_seq;
+  uint64_t now_ns;
+
+  struct deferred *defer;
+  size_t ndefer, capdefer;
+
+  atomic_int stop;
+  atomic_int async_pending;
+  poller_async *asyncs;
+
+  poller_signal *signals;
+  atomic_uint sigcount[NSIGNALS];
+  atomic_int sigwatch[NSIGNALS]; /* watchers per signal in this loop */
+  atomic_int sig_pending;
+
+  poller_child *children;
+  int sigchld_fallback; /* children without pidfd rely on SIGCHLD */
+  poller_signal sigchld;
+
+  int inotify_fd;
+  poller_fswatch *watches;
+
+  /* Callbacks of signals, asyncs and file watches may start and stop any
+   * handle: `version` changes when a list does, and a dispatch pass then
+   * starts over, skipping the handles whose `pass` says they already ran
+   * (never touching a handle that was stopped and maybe freed). */
+  unsigned version;
+  unsigned pass;
+};
+
+static uint64_t mono_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* ---- the loop ---- */
+
+int poller_loop_open(poller_loop **lp, enum poller_backend backend) {
+  if (!lp)
+    return -EINVAL;
+  *lp = NULL;
+  poller_loop *l = calloc(1, sizeof *l);
+  if (!l)
+    return -ENOMEM;
+  int r = poller_open(&l->p, backend);
+  if (r < 0) {
+    free(l);
+    return r;
+  }
+  l->inotify_fd = -1;
+  l->now_ns = mono_ns();
+  *lp = l;
+  return 0;
+}
+
+static void signals_forget(poller_loop *l);
+
+void poller_loop_close(poller_loop *l) {
+  if (!l)
+    return;
+  poller__transport_close_all(l);
+  while (l->signals)
+    poller_signal_stop(l->signals);
+  while (l->children)
+    poller_child_stop(l->children);
+  while (l->watches)
+    poller_fswatch_stop(l->watches);
+  while (l->asyncs)
+    poller_async_stop(l->asyncs);
+  while (l->nheap)
+    poller_timer_stop(l->heap[0]);
+  signals_forget(l);
+  if (l->inotify_fd >= 0)
+    close(l->inotify_fd);
+  poller_close(l->p);
+  free(l->io);
+  free(l->heap);
+  free(l->defer);
+  free(l);
+}
+
+poller *poller_loop_poller(poller_loop *l) { return l ? l->p : NULL; }
+
+int poller_loop_stop(poller_loop *l) {
+  if (!l)
+    return -EFAULT;
+  atomic_store(&l->stop, 1);
+  return poller_wakeup(l->p);
+}
+
+uint64_t poller_loop_now(const poller_loop *l) {
+  return l ? l->now_ns / 1000000u : 0;
+}
+
+void poller_loop_update_time(poller_loop *l) {
+  if (l)
+    l->now_ns = mono_ns();
+}
+
+size_t poller_loop_alive(const poller_loop *l) { return l ? l->alive : 0; }
+
+int poller_loop_defer(poller_loop *l, void (*fn)(void *), void *arg) {
+  if (!l || !fn)
+    return -EFAULT;
+  if (l->ndefer == l->capdefer) {
+    size_t cap = l->capdefer ? l->capdefer * 2 : 16;
+    struct deferred *d = realloc(l->defer, cap * sizeof *d);
+    if (!d)
+      return -ENOMEM;
+    l->defer = d;
+    l->capdefer = cap;
+  }
+  l->defer[l->ndefer++] = (struct deferred){fn, arg};
+  return 0;
+}
+
+static void run_deferred(poller_loop *l) {
+  /* Work deferred by deferred work runs in this same pass. */
+  for (size_t i = 0; i < l->ndefer; i++)
+    l->defer[i].fn(l->defer[i].arg);
+  l->ndefer = 0;
+}
+
+/* ---- fd watchers ---- */
+
+static int io_reach(poller_loop *l, int fd) {
+  if (fd < l->nio)
+    return 0;
+  int n = l->nio ? l->nio : 64;
+  while (n <= fd) {
+    if (n > INT_MAX / 2)
+      return -ENOMEM;
+    n *= 2;
+  }
+  struct io_watcher *w = realloc(l->io, (size_t)n * sizeof *w);
+  if (!w)
+    return -ENOMEM;
+  memset(w + l->nio, 0, (size_t)(n - l->nio) * sizeof *w);
+  l->io = w;
+  l->nio = n;
+  return 0;
+}
+
+static int io_start(poller_loop *l, int fd, unsigned events, poller_io_cb cb,
+                    void *arg, int internal) {
+  if (!l || !cb)
+    return -EFAULT;
+  if (fd < 0)
+    return -EBADF;
+  int r = io_reach(l, fd);
+  if (r < 0)
+    return r;
+  if ((r = poller_add(l->p, fd, events, arg)) < 0)
+    return r;
+  l->io[fd] = (struct io_watcher){cb, arg, 1, internal};
+  if (!internal)
+    l->alive++;
+  return 0;
+}
+
+int poller_io_start(poller_loop *l, int fd, unsigned events, poller_io_cb cb,
+                    void *arg) {
+  return io_start(l, fd, events, cb, arg, 0);
+}
+
+int poller_io_modify(poller_loop *l, int fd, unsigned events) {
+  if (!l)
+    return -EFAULT;
+  if (fd < 0 || fd >= l->nio || !l->io[fd].active)
+    return -ENOENT;
+  return poller_mod(l->p, fd, events, l->io[fd].arg);
+}
+
+int poller_io_stop(poller_loop *l, int fd) {
+  if (!l)
+    return -EFAULT;
+  if (fd < 0 || fd >= l->nio || !l->io[fd].active)
+    return -ENOENT;
+  (void)poller_del(l->p, fd);
+  if (!l->io[fd].internal)
+    l->alive--;
+  memset(&l->io[fd], 0, sizeof l->io[fd]);
+  return 0;
+}
+
+/* ---- timers ---- */
+
+void poller_timer_init(poller_timer *t, poller_timer_cb cb, void *arg) {
+  if (!t)
+    return;
+  memset(t, 0, sizeof *t);
+  t->cb = cb;
+  t->arg = arg;
+}
+
+/* ms -> ns, saturating: a huge value means "never", never a wrap. */
+static uint64_t ms_to_ns(uint64_t ms) {
+  return ms > UINT64_MAX / 1000000u ? UINT64_MAX : ms * 1000000u;
+}
+
+static uint64_t sat_add(uint64_t a, uint64_t b) {
+  return a > UINT64_MAX - b ? UINT64_MAX : a + b;
+}
+
+int poller_timer_start(poller_loop *l, poller_timer *t, uint64_t timeout_ms,
+                       uint64_t repeat_ms) {
+  if (!l || !t || !t->cb)
+    return -EFAULT;
+  if (t->active)
+    poller_timer_stop(t);
+  if (l->nheap == l->capheap) {
+    size_t cap = l->capheap ? l->capheap * 2 : 16;
+    poller_timer **h = realloc(l->heap, cap * sizeof *h);
+    if (!h)
+      return -ENOMEM;
+    l->heap = h;
+    l->capheap = cap;
+  }
+  /* A fresh clock, not the cached one: the deadline is measured from the
+   * moment of the call, so the timer can never fire early. */
+  t->loop = l;
+  t->deadline_ns = sat_add(mono_ns(), ms_to_ns(timeout_ms));
+  t->repeat_ns = ms_to_ns(repeat_ms);
+  t->seq = l->timer_seq++;
+  t->active = 1;
+  l->heap[l->nheap] = t;
+  t->heap_index = l->nheap++;
+  poller__heap_up(l->heap, t->heap_index);
+  l->alive++;
+  return 0;
+}
+
+int poller_timer_stop(poller_timer *t) {
+  if (!t)
+    return -EFAULT;
+  if (!t->active)
+    return 0;
+  poller_loop *l = t->loop;
+  poller__heap_remove(l->heap, &l->nheap, t->heap_index);
+  t->active = 0;
+  l->alive--;
+  return 0;
+}
+
+int poller_timer_active(const poller_timer *t) { return t && t->active; }
+
+static void run_timers(poller_loop *l) {
+  uint64_t seq_limit = l->timer_seq;
+  l->now_ns = mono_ns();
+  while (l->nheap) {
+    poller_timer *t = l->heap[0];
+    if (t->deadline_ns > l->now_ns || t->deadline_ns == UINT64_MAX)
+      break;
+    if (t->seq >= seq_limit)
+      break; /* started in this phase: next iteration (libuv#4245) */
+    if (t->repeat_ns) {
+      /* Next deadline from now, never in the past: a late loop does not
+       * fire a burst of catch-up calls. */
+      t->deadline_ns = sat_add(l->now_ns, t->repeat_ns);
+      t->seq = l->timer_seq++;
+      poller__heap_down(l->heap, l->nheap, 0);
+    } else {
+      poller__heap_remove(l->heap, &l->nheap, 0);
+      t->active = 0;
+      l->alive--;
+    }
+    t->cb(t, t->arg);
+  }
+}
+
+/* The wait's timeout: until the next timer or the run's end, in whole ms
+ * rounded up; -1 for none. */
+static int wait_timeout(poller_loop *l, uint64_t end_ns) {
+  uint64_t next = end_ns;
+  if (l->nheap && l->heap[0]->deadline_ns < next)
+    next = l->heap[0]->deadline_ns;
+  if (next == UINT64_MAX)
+    return -1;
+  uint64_t now = mono_ns();
+  if (next <= now)
+    return 0;
+  uint64_t ms = (next - now + 999999u) / 1000000u;
+  return ms > INT_MAX ? INT_MAX : (int)ms;
+}
+
+/* ---- signals ---- */
+
+/* The process-wide table of loops that watch signals.  The handler reads
+ * it without locks; a loop leaves it only after the handlers that might
+ * be reading it have finished (sig_in_handler). */
+static _Atomic(poller_loop *) sig_loops[MAX_SIGNAL_LOOPS];
+static atomic_int sig_in_handler;
+static pthread_mutex_t sig_lock = PTHREAD_MUTEX_INITIALIZER;
+static int sig_users[NSIGNALS]; /* watchers per signal, all loops */
+static struct sigaction sig_saved[NSIGNALS];
+
+static void on_signal(int signum) {
+  atomic_fetch_add(&sig_in_handler, 1);
+  for (int i = 0; i < MAX_SIGNAL_LOOPS; i++) {
+    poller_loop *l = atomic_load(&sig_loops[i]);
+    if (!l || signum >= NSIGNALS || atomic_load(&l->sigwatch[signum]) == 0)
+      continue;
+    atomic_fetch_add(&l->sigcount[signum], 1);
+    atomic_store(&l->sig_pending, 1);
+    poller_wakeup(l->p); /* async-signal-safe, keeps errno */
+  }
+  atomic_fetch_sub(&sig_in_handler, 1);
+}
+
+static int signals_join(poller_loop *l) {
+  int free_slot = -1;
+  for (int i = 0; i < MAX_SIGNAL_LOOPS; i++) {
+    poller_loop *cur = atomic_load(&sig_loops[i]);
+    if (cur == l)
+      return 0;
+    if (!cur && free_slot < 0)
+      free_slot = i;
+  }
+  if (free_slot < 0)
+    return -ENOSPC;
+  atomic_store(&sig_loops[free_slot], l);
+  return 0;
+}
+
+/* Leaves the table; waits out handlers that may still read l. */
+static void signals_forget(poller_loop *l) {
+  pthread_mutex_lock(&sig_lock);
+  for (int i = 0; i < MAX_SIGNAL_LOOPS; i++)
+    if (atomic_load(&sig_loops[i]) == l)
+      atomic_store(&sig_loops[i], NULL);
+  pthread_mutex_unlock(&sig_lock);
+  while (atomic_load(&sig_in_handler))
+    sched_yield();
+}
+
+int poller_signal_start(poller_loop *l, poller_signal *s, int signum,
+                        poller_signal_cb cb, void *arg) {
+  if (!l || !s || !cb)
+    return -EFAULT;
+  if (signum <= 0 || signum >= NSIGNALS || signum == SIGKILL ||
+      signum == SIGSTOP)
+    return -EINVAL;
+  if (s->active)
+    poller_signal_stop(s);
+  pthread_mutex_lock(&sig_lock);
+  int r = signals_join(l);
+  if (r == 0 && sig_users[signum] == 0) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigfillset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    if (sigaction(signum, &sa, &sig_saved[signum]) < 0)
+      r = -errno;
+  }
+  if (r == 0)
+    sig_users[signum]++;
+  pthread_mutex_unlock(&sig_lock);
+  if (r < 0)
+    return r;
+  *s = (poller_signal){l, cb, arg, signum, 1, 0, l->signals};
+  l->signals = s;
+  l->version++;
+  atomic_fetch_add(&l->sigwatch[signum], 1);
+  l->alive++;
+  return 0;
+}
+
+int poller_signal_stop(poller_signal *s) {
+  if (!s)
+    return -EFAULT;
+  if (!s->active)
+    return 0;
+  poller_loop *l = s->loop;
+  for (poller_signal **pp = &l->signals; *pp; pp = &(*pp)->next)
+    if (*pp == s) {
+      *pp = s->next;
+      break;
+    }
+  s->active = 0;
+  l->version++;
+  atomic_fetch_sub(&l->sigwatch[s->signum], 1);
+  l->alive--;
+  pthread_mutex_lock(&sig_lock);
+  if (--sig_users[s->signum] == 0)
+    sigaction(s->signum, &sig_saved[s->signum], NULL);
+  pthread_mutex_unlock(&sig_lock);
+  return 0;
+}
+
+static void dispatch_signals(poller_loop *l) {
+  if (!atomic_exchange(&l->sig_pending, 0))
+    return;
+  for (int signum = 1; signum < NSIGNALS; signum++) {
+    unsigned count = atomic_exchange(&l->sigcount[signum], 0);
+    if (!count)
+      continue;
+    unsigned pass = ++l->pass;
+  again:
+    for (poller_signal *s = l->signals; s; s = s->next) {
+      if (s->signum != signum || s->pass == pass)
+        continue;
+      s->pass = pass;
+      unsigned version = l->version;
+      s->cb(s, signum, count, s->arg);
+      if (l->version != version)
+        goto again;
+    }
+  }
+}
+
+/* ---- child processes ---- */
+
+static void child_done(poller_loop *l, poller_child *c, int status) {
+  pid_t pid = c->pid;
+  poller_child_cb cb = c->cb;
+  void *arg = c->arg;
+  poller_child_stop(c);
+  cb(c, pid, status, arg);
+  (void)l;
+}
+
+static void on_pidfd(poller_loop *l, int fd, unsigned events, void *arg) {
+  poller_child *c = arg;
+  (void)fd;
+  (void)events;
+  int status = 0;
+  pid_t r = waitpid(c->pid, &status, WNOHANG);
+  if (r == c->pid)
+    child_done(l, c, status);
+  else if (r < 0 && errno == ECHILD)
+    child_done(l, c, -1); /* reaped elsewhere: status unknown */
+}
+
+static void on_sigchld(poller_signal *s, int signum, unsigned count,
+                       void *arg) {
+  poller_loop *l = arg;
+  (void)s;
+  (void)signum;
+  (void)count;
+  for (poller_child *c = l->children; c;) {
+    poller_child *next = c->next;
+    if (c->pidfd < 0) {
+      int status = 0;
+      pid_t r = waitpid(c->pid, &status, WNOHANG);
+      if (r == c->pid || (r < 0 && errno == ECHILD)) {
+        child_done(l, c, r == c->pid ? status : -1);
+        next = l->children; /* the list changed: start again */
+      }
+    }
+    c = next;
+  }
+}
+
+static int open_pidfd(pid_t pid) {
+#if defined(__linux__) && defined(SYS_pidfd_open)
+  int fd = (int)syscall(SYS_pidfd_open, pid, 0);
+  return fd < 0 ? -errno : fd;
+#else
+  (void)pid;
+  return -ENOSYS;
+#endif
+}
+
+int poller_child_start(poller_loop *l, poller_child *c, pid_t pid,
+                       poller_child_cb cb, void *arg) {
+  if (!l || !c || !cb)
+    return -EFAULT;
+  if (pid <= 0)
+    return -EINVAL;
+  if (c->active)
+    poller_child_stop(c);
+  *c = (poller_child){l, cb, arg, pid, -1, 0, NULL};
+  int fd = open_pidfd(pid);
+  if (fd >= 0) {
+    int r = io_start(l, fd, POLLER_IN, on_pidfd, c, 1);
+    if (r < 0) {
+      close(fd);
+      return r;
+    }
+    c->pidfd = fd;
+  } else if (fd == -ESRCH) {
+    return -ESRCH;
+  } else {
+    /* No pidfd: SIGCHLD wakes the loop, waitpid(WNOHANG) per child. */
+    if (!l->sigchld_fallback) {
+      int r = poller_signal_start(l, &l->sigchld, SIGCHLD, on_sigchld, l);
+      if (r < 0)
+        return r;
+      l->alive--; /* the children keep the loop alive, not this */
+    }
+    l->sigchld_fallback++;
+  }
+  c->active = 1;
+  c->next = l->children;
+  l->children = c;
+  l->alive++;
+  if (c->pidfd < 0) {
+    /* It may have exited before SIGCHLD was watched. */
+    int status = 0;
+    if (waitpid(pid, &status, WNOHANG) == pid)
+      child_done(l, c, status);
+  }
+  return 0;
+}
+
+int poller_child_stop(poller_child *c) {
+  if (!c)
+    return -EFAULT;
+  if (!c->active)
+    return 0;
+  poller_loop *l = c->loop;
+  for (poller_child **pp = &l->children; *pp; pp = &(*pp)->next)
+    if (*pp == c) {
+      *pp = c->next;
+      break;
+    }
+  c->active = 0;
+  l->alive--;
+  if (c->pidfd >= 0) {
+    poller_io_stop(l, c->pidfd);
+    close(c->pidfd);
+    c->pidfd = -1;
+  } else if (--l->sigchld_fallback == 0) {
+    l->alive++; /* balance the decrement made at start */
+    poller_signal_stop(&l->sigchld);
+  }
+  return 0;
+}
+
+/* ---- file changes ---- */
+
+#ifdef __linux__
+#define FS_MASK                                                                \
+  (IN_MODIFY | IN_ATTRIB | IN_DELETE_SELF | IN_MOVE_SELF | IN_MASK_ADD)
+
+static void fs_stat(poller_fswatch *w) {
+  struct stat st;
+  if (stat(w->path, &st) == 0) {
+    w->size = (long long)st.st_size;
+    w->nlink = (unsigned long)st.st_nlink;
+  }
+}
+
+static void on_inotify(poller_loop *l, int fd, unsigned events, void *arg) {
+  (void)events;
+  (void)arg;
+  char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+  for (;;) {
+    ssize_t n = read(fd, buf, sizeof buf);
+    if (n <= 0)
+      return;
+    for (char *p = buf; p < buf + n;) {
+      struct inotify_event *ev = (struct inotify_event *)(void *)p;
+      p += sizeof *ev + ev->len;
+      unsigned pass = ++l->pass;
+    again:
+      for (poller_fswatch *w = l->watches; w; w = w->next) {
+        if (w->wd != ev->wd || w->pass == pass)
+          continue;
+        w->pass = pass;
+        unsigned bits = 0;
+        long long old_size = w->size;
+        unsigned long old_nlink = w->nlink;
+        if (ev->mask & (IN_MODIFY | IN_ATTRIB))
+          fs_stat(w);
+        if (ev->mask & IN_MODIFY) {
+          bits |= POLLER_FS_WRITE;
+          if (w->size > old_size)
+            bits |= POLLER_FS_EXTEND;
+        }
+        if (ev->mask & IN_ATTRIB)
+          bits |= w->nlink != old_nlink ? POLLER_FS_LINK : POLLER_FS_ATTRIB;
+        if (ev->mask & IN_MOVE_SELF)
+          bits |= POLLER_FS_RENAME;
+        if (ev->mask & IN_DELETE_SELF)
+          bits |= POLLER_FS_DELETE;
+        if (ev->mask & IN_IGNORED)
+          w->wd = -1; /* the kernel dropped the watch (deleted file) */
+        bits &= w->events;
+        if (!bits)
+          continue;
+        unsigned version = l->version;
+        w->cb(w, bits, w->arg);
+        if (l->version != version)
+          goto again;
+      }
+    }
+  }
+}
+#endif
+
+int poller_fswatch_start(poller_loop *l, poller_fswatch *w, const char *path,
+                         unsigned events, poller_fswatch_cb cb, void *arg) {
+  if (!l || !w || !path || !cb)
+    return -EFAULT;
+  if (!(events & 0x7fu) || (events & ~0x7fu))
+    return -EINVAL;
+#ifdef __linux__
+  if (w->active)
+    poller_fswatch_stop(w);
+  if (l->inotify_fd < 0) {
+    int fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    if (fd < 0)
+      return -errno;
+    int r = io_start(l, fd, POLLER_IN, on_inotify, NULL, 1);
+    if (r < 0) {
+      close(fd);
+      return r;
+    }
+    l->inotify_fd = fd;
+  }
+  char *copy = strdup(path);
+  if (!copy)
+    return -ENOMEM;
+  int wd = inotify_add_watch(l->inotify_fd, path, FS_MASK);
+  if (wd < 0) {
+    int r = -errno;
+    free(copy);
+    return r;
+  }
+  *w = (poller_fswatch){l, cb, arg, events, wd, 0, 0, copy, 1, 0, l->watches};
+  fs_stat(w);
+  l->watches = w;
+  l->version++;
+  l->alive++;
+  return 0;
+#else
+  (void)events;
+  (void)cb;
+  (void)arg;
+  return -ENOSYS;
+#endif
+}
+
+int poller_fswatch_stop(poller_fswatch *w) {
+  if (!w)
+    return -EFAULT;
+  if (!w->active)
+    return 0;
+  poller_loop *l = w->loop;
+  int shared = 0;
+  for (poller_fswatch **pp = &l->watches; *pp;) {
+    if (*pp == w) {
+      *pp = w->next;
+      continue;
+    }
+    if ((*pp)->wd == w->wd)
+      shared = 1;
+    pp = &(*pp)->next;
+  }
+#ifdef __linux__
+  if (!shared && w->wd >= 0)
+    inotify_rm_watch(l->inotify_fd, w->wd);
+#endif
+  free(w->path);
+  w->path = NULL;
+  w->active = 0;
+  l->version++;
+  l->alive--;
+  return 0;
+}
+
+/* ---- async ---- */
+
+int poller_async_start(poller_loop *l, poller_async *a, poller_async_cb cb,
+                       void *arg) {
+  if (!l || !a || !cb)
+    return -EFAULT;
+  if (a->active)
+    poller_async_stop(a);
+  a->loop = l;
+  a->cb = cb;
+  a->arg = arg;
+  atomic_store(&a->pending, 0);
+  a->active = 1;
+  a->next = l->asyncs;
+  l->asyncs = a;
+  l->version++;
+  l->alive++;
+  return 0;
+}
+
+int poller_async_send(poller_async *a) {
+  if (!a || !a->loop)
+    return -EFAULT;
+  /* Only the first send since the callback ran wakes the loop; the order
+   * (own flag, then the loop's flag, then the wakeup) means a send is
+   * either seen by the pass in progress or wakes the next one. */
+  if (atomic_exchange(&a->pending, 1) == 0) {
+    atomic_store(&a->loop->async_pending, 1);
+    return poller_wakeup(a->loop->p);
+  }
+  return 0;
+}
+
+int poller_async_stop(poller_async *a) {
+  if (!a)
+    return -EFAULT;
+  if (!a->active)
+    return 0;
+  poller_loop *l = a->loop;
+  for (poller_async **pp = &l->asyncs; *pp; pp = &(*pp)->next)
+    if (*pp == a) {
+      *pp = a->next;
+      break;
+    }
+  a->active = 0;
+  l->version++;
+  l->alive--;
+  return 0;
+}
+
+static void dispatch_async(poller_loop *l) {
+  if (!atomic_exchange(&l->async_pending, 0))
+    return;
+  unsigned pass = ++l->pass;
+again:
+  for (poller_async *a = l->asyncs; a; a = a->next) {
+    if (a->pass == pass)
+      continue;
+    a->pass = pass;
+    if (!atomic_exchange(&a->pending, 0))
+      continue;
+    unsigned version = l->version;
+    a->cb(a, a->arg);
+    if (l->version != version)
+      goto again;
+  }
+}
+
+/* ---- running ---- */
+
+static void dispatch_io(poller_loop *l, int n) {
+  for (int i = 0; i < n; i++) {
+    poller_event *ev = &l->events[i];
+    int fd = ev->fd;
+    if (fd >= l->nio || !l->io[fd].active)
+      continue;
+    /* A callback earlier in this batch may have stopped this watcher or
+     * reused its fd number (swift-nio#341): skip stale reports. */
+    if (!poller_current(l->p, ev))
+      continue;
+    l->io[fd].cb(l, fd, ev->events, l->io[fd].arg);
+  }
+}
+
+int poller_loop_run(poller_loop *l, int timeout_ms, int count) {
+  if (!l)
+    return -EFAULT;
+  if (timeout_ms < -1)
+    return -EINVAL;
+  uint64_t end_ns = timeout_ms < 0
+                        ? UINT64_MAX
+                        : sat_add(mono_ns(), ms_to_ns((uint64_t)timeout_ms));
+  int iterations = 0;
+  while (!atomic_load(&l->stop)) {
+    if (count >= 0 && iterations >= count)
+      break;
+    run_timers(l);
+    if (atomic_load(&l->stop) || (l->alive == 0 && l->ndefer == 0))
+      break;
+    int tmo = l->ndefer ? 0 : wait_timeout(l, end_ns);
+    int n = poller_wait(l->p, l->events, EVENTS_PER_WAIT, tmo);
+    if (n < 0)
+      return n;
+    l->now_ns = mono_ns();
+    dispatch_io(l, n);
+    dispatch_signals(l);
+    dispatch_async(l);
+    run_deferred(l);
+    iterations++;
+    if (end_ns != UINT64_MAX && mono_ns() >= end_ns) {
+      run_timers(l);
+      run_deferred(l);
+      break;
+    }
+  }
+  atomic_store(&l->stop, 0);
+  return iterations;
+}
+
+int poller_loop_reinit(poller_loop *l) {
+  if (!l)
+    return -EFAULT;
+  int r = poller_reinit(l->p);
+  if (r < 0)
+    return r;
+  /* The children of the parent are not the child's: their watchers stop
+   * without a callback.  Pending signal counts and async sends belong to
+   * the parent's past (libuv#3483) and are dropped. */
+  while (l->children)
+    poller_child_stop(l->children);
+  for (int s = 0; s < NSIGNALS; s++)
+    atomic_store(&l->sigcount[s], 0);
+  atomic_store(&l->sig_pending, 0);
+  atomic_store(&l->async_pending, 0);
+  for (poller_async *a = l->asyncs; a; a = a->next)
+    atomic_store(&a->pending, 0);
+#ifdef __linux__
+  /* inotify instances are shared with the parent across fork: a new one,
+   * with every watch added again. */
+  if (l->inotify_fd >= 0) {
+    poller_io_stop(l, l->inotify_fd);
+    close(l->inotify_fd);
+    l->inotify_fd = -1;
+    int fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    if (fd < 0)
+      return -errno;
+    if ((r = io_start(l, fd, POLLER_IN, on_inotify, NULL, 1)) < 0) {
+      close(fd);
+      return r;
+    }
+    l->inotify_fd = fd;
+    for (poller_fswatch *w = l->watches; w; w = w->next)
+      w->wd = inotify_add_watch(fd, w->path, FS_MASK);
+  }
+#endif
+  return 0;
+}
