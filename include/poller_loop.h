@@ -8,6 +8,9 @@
  * signals, ...) are structs the caller allocates and the loop links; their
  * fields are private.  A handle must be stopped before its memory is
  * freed; stopping from inside any callback, its own included, is safe.
+ * Starting a handle that is already started on the loop returns -EBUSY;
+ * stopping one that is not started returns 0.  A timer is prepared once
+ * with poller_timer_init; the other handles need no preparation.
  * One loop is run by one thread; poller_loop_stop and poller_async_send
  * may be called from any thread.
  */

@@ -349,6 +349,20 @@ static int wait_timeout(poller_loop *l, uint64_t end_ns) {
   return ms > INT_MAX ? INT_MAX : (int)ms;
 }
 
+/* Starting a handle must not trust its memory, which may be fresh stack
+ * garbage: a handle already started on this loop is found by looking for
+ * it in the loop's list, never by reading its fields. */
+#define LISTED(head, h)                                                        \
+  ({                                                                           \
+    int found_ = 0;                                                            \
+    for (__typeof__(head) it_ = (head); it_; it_ = it_->next)                  \
+      if (it_ == (h)) {                                                        \
+        found_ = 1;                                                            \
+        break;                                                                 \
+      }                                                                        \
+    found_;                                                                    \
+  })
+
 /* ---- signals ---- */
 
 /* The process-wide table of loops that watch signals.  The handler reads
@@ -406,8 +420,8 @@ int poller_signal_start(poller_loop *l, poller_signal *s, int signum,
   if (signum <= 0 || signum >= NSIGNALS || signum == SIGKILL ||
       signum == SIGSTOP)
     return -EINVAL;
-  if (s->active)
-    poller_signal_stop(s);
+  if (LISTED(l->signals, s))
+    return -EBUSY;
   pthread_mutex_lock(&sig_lock);
   int r = signals_join(l);
   if (r == 0 && sig_users[signum] == 0) {
@@ -534,8 +548,8 @@ int poller_child_start(poller_loop *l, poller_child *c, pid_t pid,
     return -EFAULT;
   if (pid <= 0)
     return -EINVAL;
-  if (c->active)
-    poller_child_stop(c);
+  if (LISTED(l->children, c))
+    return -EBUSY;
   *c = (poller_child){l, cb, arg, pid, -1, 0, NULL};
   int fd = open_pidfd(pid);
   if (fd >= 0) {
@@ -656,6 +670,17 @@ static void on_inotify(poller_loop *l, int fd, unsigned events, void *arg) {
 }
 #endif
 
+#ifdef __linux__
+/* Without watches, the inotify instance goes. */
+static void inotify_release(poller_loop *l) {
+  if (l->watches || l->inotify_fd < 0)
+    return;
+  poller_io_stop(l, l->inotify_fd);
+  close(l->inotify_fd);
+  l->inotify_fd = -1;
+}
+#endif
+
 int poller_fswatch_start(poller_loop *l, poller_fswatch *w, const char *path,
                          unsigned events, poller_fswatch_cb cb, void *arg) {
   if (!l || !w || !path || !cb)
@@ -663,8 +688,8 @@ int poller_fswatch_start(poller_loop *l, poller_fswatch *w, const char *path,
   if (!(events & 0x7fu) || (events & ~0x7fu))
     return -EINVAL;
 #ifdef __linux__
-  if (w->active)
-    poller_fswatch_stop(w);
+  if (LISTED(l->watches, w))
+    return -EBUSY;
   if (l->inotify_fd < 0) {
     int fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
     if (fd < 0)
@@ -677,12 +702,11 @@ int poller_fswatch_start(poller_loop *l, poller_fswatch *w, const char *path,
     l->inotify_fd = fd;
   }
   char *copy = strdup(path);
-  if (!copy)
-    return -ENOMEM;
-  int wd = inotify_add_watch(l->inotify_fd, path, FS_MASK);
+  int wd = copy ? inotify_add_watch(l->inotify_fd, path, FS_MASK) : -1;
   if (wd < 0) {
-    int r = -errno;
+    int r = copy ? -errno : -ENOMEM;
     free(copy);
+    inotify_release(l);
     return r;
   }
   *w = (poller_fswatch){l, cb, arg, events, wd, 0, 0, copy, 1, 0, l->watches};
@@ -718,6 +742,7 @@ int poller_fswatch_stop(poller_fswatch *w) {
 #ifdef __linux__
   if (!shared && w->wd >= 0)
     inotify_rm_watch(l->inotify_fd, w->wd);
+  inotify_release(l);
 #endif
   free(w->path);
   w->path = NULL;
@@ -733,8 +758,8 @@ int poller_async_start(poller_loop *l, poller_async *a, poller_async_cb cb,
                        void *arg) {
   if (!l || !a || !cb)
     return -EFAULT;
-  if (a->active)
-    poller_async_stop(a);
+  if (LISTED(l->asyncs, a))
+    return -EBUSY;
   a->loop = l;
   a->cb = cb;
   a->arg = arg;
