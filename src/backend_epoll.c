@@ -24,8 +24,10 @@
 /* POLLER_IN, _ERR and _HUP equal their EPOLL bits; OUT and PRI are
  * swapped (the public values follow the API's own order). */
 _Static_assert(POLLER_IN == EPOLLIN && POLLER_ERR == EPOLLERR &&
-                   POLLER_HUP == EPOLLHUP,
-               "POLLER_IN, _ERR, _HUP equal the EPOLL bits");
+                   POLLER_HUP == EPOLLHUP && EPOLLOUT == POLLER_OUT << 1 &&
+                   EPOLLPRI == POLLER_PRI >> 1 &&
+                   EPOLLRDHUP == POLLER_RDHUP << 8,
+               "the bit moves in epoll_wait_fd rely on these values");
 
 #define EVBUF_MAX 1024
 
@@ -122,17 +124,14 @@ static int epoll_wait_fd(poller *p, poller_event *out, int max,
     return -errno;
   for (int i = 0; i < n; i++) {
     uint32_t ev = s->buf[i].events;
-    unsigned bits = ev & (POLLER_IN | POLLER_ERR | POLLER_HUP);
-    if (ev & EPOLLOUT)
-      bits |= POLLER_OUT;
-    if (ev & EPOLLPRI)
-      bits |= POLLER_PRI;
-    if (ev & EPOLLRDHUP)
-      bits |= POLLER_RDHUP;
-    out[i].fd = (int)(uint32_t)s->buf[i].data.u64;
-    out[i].events = bits;
-    out[i].gen = (unsigned)(s->buf[i].data.u64 >> 32);
-    out[i].data = NULL;
+    uint64_t u = s->buf[i].data.u64;
+    /* Branch-free: IN, ERR, HUP keep their places, OUT (0x4) and PRI
+     * (0x2) swap, EPOLLRDHUP (0x2000) moves to POLLER_RDHUP (0x20). */
+    out[i].fd = (int)(uint32_t)u;
+    out[i].events = (ev & (POLLER_IN | POLLER_ERR | POLLER_HUP)) |
+                    ((ev >> 1) & POLLER_OUT) | ((ev << 1) & POLLER_PRI) |
+                    ((ev >> 8) & POLLER_RDHUP);
+    out[i].gen = (unsigned)(u >> 32);
   }
   return n;
 }

@@ -389,14 +389,31 @@ static void keep_fd_readable(poller *p) {
 /* Step 4: filters out[from, from + k) in place, appending the kept reports
  * at out[*n].  Sets *woken when the wakeup fd was among them. */
 static void filter(poller *p, poller_event *out, int from, int k, int *n,
-                   int *woken) {
+                   int *woken, int mark) {
   int emulate_et = !(p->be->caps & POLLER_ET);
+  struct poller__fd *fds = p->fds;
+  unsigned nfds = (unsigned)p->nfds;
+  int w = *n;
   for (int i = from; i < from + k; i++) {
     int fd = out[i].fd;
     unsigned bits = out[i].events;
-    struct poller__fd *e = poller__entry(p, fd);
-    if (!e) {
+    if ((unsigned)fd >= nfds) {
       p->stats.stale++;
+      continue;
+    }
+    struct poller__fd *e = &fds[fd];
+    /* The common case, first and cheapest: a plain level registration
+     * with nothing special about it (the pipes benchmark's whole load). */
+    if (e->flags == FD_REGISTERED && !(e->events & MODE_BITS) &&
+        (out[i].gen == e->gen || !out[i].gen) && !(bits & POLLER_NVAL)) {
+      bits &= (e->events & READY_BITS) | POLLER_ERR | POLLER_HUP;
+      if (bits) {
+        poller_event *o = &out[w++];
+        o->fd = fd;
+        o->events = bits;
+        o->data = e->data;
+        o->gen = e->gen;
+      }
       continue;
     }
     if (e->flags & FD_INTERNAL) {
@@ -435,18 +452,19 @@ static void filter(poller *p, poller_event *out, int from, int k, int *n,
     }
     if (e->flags & FD_INBATCH) {
       /* Already reported by the special scan: merge, one entry per fd. */
-      for (int j = 0; j < *n; j++)
+      for (int j = 0; j < w; j++)
         if (out[j].fd == fd) {
           out[j].events |= bits;
           break;
         }
       continue;
     }
-    out[*n] = (poller_event){fd, bits, e->data, e->gen};
-    (*n)++;
-    e->flags |= FD_INBATCH; /* a second special scan must not repeat it */
+    out[w++] = (poller_event){fd, bits, e->data, e->gen};
+    if (mark)
+      e->flags |= FD_INBATCH; /* a second special scan must not repeat it */
     after_report(p, fd, e);
   }
+  *n = w;
 }
 
 /* epoll keeps the registration of an fd closed before poller_del while a
@@ -488,7 +506,10 @@ int poller_wait(poller *p, poller_event *out, int max, int timeout_ms) {
    * always_ready_does_not_starve_others).  The kernel is then asked with
    * timeout 0, and the files held back top up the batch after it. */
   int always_max = (p->stats.waits & 1) ? max - 1 : max;
-  if (p->nspecial)
+  /* Reports are marked FD_INBATCH (so the special scan and the kernel's
+   * reports merge into one per fd) only when there is a special list. */
+  int mark = p->nspecial != 0;
+  if (mark)
     n = scan_special(p, out, max, always_max, &held);
   if (p->nqueue)
     (void)flush(p, 1);
@@ -527,7 +548,7 @@ int poller_wait(poller *p, poller_event *out, int max, int timeout_ms) {
       return k;
     }
     unsigned long long stale = p->stats.stale;
-    filter(p, out, n, k, &n, &woken);
+    filter(p, out, n, k, &n, &woken, mark);
     if (p->stats.stale != stale && p->be->id == POLLER_EPOLL)
       rebuild_kernel_set(p); /* ghosts of closed fds, see above */
     if (n > 0 || woken || tmo == 0)
@@ -538,8 +559,9 @@ int poller_wait(poller *p, poller_event *out, int max, int timeout_ms) {
   }
   if (held && n < max)
     n += scan_special(p, out + n, max - n, max - n, &held);
-  for (int i = 0; i < n; i++)
-    p->fds[out[i].fd].flags &= ~FD_INBATCH;
+  if (mark)
+    for (int i = 0; i < n; i++)
+      p->fds[out[i].fd].flags &= ~FD_INBATCH;
   if (p->nspecial)
     keep_fd_readable(p);
   p->stats.events += (unsigned long long)n;
