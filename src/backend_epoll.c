@@ -51,6 +51,14 @@ static uint32_t to_epoll(unsigned want) {
   return ev;
 }
 
+/* Branch-free: IN, ERR, HUP keep their places, OUT (0x4) and PRI (0x2)
+ * swap, EPOLLRDHUP (0x2000) moves to POLLER_RDHUP (0x20). */
+static inline unsigned to_bits(uint32_t ev) {
+  return (ev & (POLLER_IN | POLLER_ERR | POLLER_HUP)) |
+         ((ev >> 1) & POLLER_OUT) | ((ev << 1) & POLLER_PRI) |
+         ((ev >> 8) & POLLER_RDHUP);
+}
+
 static int epoll_probe(void) {
   int fd = epoll_create1(EPOLL_CLOEXEC);
   if (fd < 0)
@@ -122,18 +130,38 @@ static int epoll_wait_fd(poller *p, poller_event *out, int max,
   int n = epoll_wait(s->epfd, s->buf, max, timeout_ms);
   if (n < 0)
     return -errno;
+  /* Pass 1: plain registrations get their final report at once (the
+   * core's verdict, inlined); pass 2, only when needed, leaves the others
+   * raw behind them for the core's filter. */
+  const struct poller__fd *fds = p->fds;
+  const unsigned nfds = (unsigned)p->nfds;
+  const struct epoll_event *buf = s->buf;
+  int w = 0, slow = 0;
   for (int i = 0; i < n; i++) {
-    uint32_t ev = s->buf[i].events;
-    uint64_t u = s->buf[i].data.u64;
-    /* Branch-free: IN, ERR, HUP keep their places, OUT (0x4) and PRI
-     * (0x2) swap, EPOLLRDHUP (0x2000) moves to POLLER_RDHUP (0x20). */
-    out[i].fd = (int)(uint32_t)u;
-    out[i].events = (ev & (POLLER_IN | POLLER_ERR | POLLER_HUP)) |
-                    ((ev >> 1) & POLLER_OUT) | ((ev << 1) & POLLER_PRI) |
-                    ((ev >> 8) & POLLER_RDHUP);
-    out[i].gen = (unsigned)(u >> 32);
+    uint64_t u = buf[i].data.u64;
+    if (poller__report_plain(fds, nfds, &out[w], (int)(uint32_t)u,
+                             to_bits(buf[i].events), (unsigned)(u >> 32)))
+      w++;
+    else
+      slow++;
   }
-  return n;
+  p->nfinal = w;
+  if (!slow)
+    return w;
+  for (int i = 0, j = w; i < n; i++) {
+    uint64_t u = s->buf[i].data.u64;
+    poller_event tmp;
+    unsigned bits = to_bits(s->buf[i].events);
+    if (poller__report_plain(fds, nfds, &tmp, (int)(uint32_t)u, bits,
+                             (unsigned)(u >> 32)))
+      continue;
+    out[j].fd = (int)(uint32_t)u;
+    out[j].events = bits;
+    out[j].gen = (unsigned)(u >> 32);
+    out[j].data = NULL;
+    j++;
+  }
+  return w + slow;
 }
 
 static int epoll_fd(const poller *p) {

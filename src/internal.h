@@ -74,7 +74,9 @@ struct poller__fd {
  *         raw reports in out[]: fd, ready bits (POLLER_*), and in gen the
  *         generation the kernel registration carried (0 if the backend
  *         keeps none; the core then takes the current one).  At most one
- *         report per fd.  Returns the count, 0 on timeout, -errno (-EINTR
+ *         report per fd.  A backend may finish the reports of plain
+ *         registrations itself with poller__report_plain: it puts them
+ *         first and sets p->nfinal to their number.  Returns the count, 0 on timeout, -errno (-EINTR
  *         included; the core retries).
  * commit: optional: sends changes that ctl batched to the kernel now
  *         (poller_flush calls it, so a nesting loop sleeping on poller_fd
@@ -120,6 +122,7 @@ struct poller {
 
   int wakefd_r, wakefd_w; /* the wakeup channel (eventfd: both equal) */
   atomic_int wake_pending;
+  int nfinal; /* set by a backend's wait: leading reports already final */
   unsigned next_gen;
   int report_eintr;
   poller_stats stats;
@@ -128,6 +131,31 @@ struct poller {
 /* Looks up fd's table entry, or NULL when the table does not reach it. */
 static inline struct poller__fd *poller__entry(const poller *p, int fd) {
   return (fd >= 0 && fd < p->nfds) ? &p->fds[fd] : NULL;
+}
+
+/* The core's verdict on one report of a plain level registration, for a
+ * backend's conversion loop (the hot path of every wait): when fd's
+ * registration is plain (no mode, nothing pending in the core) and gen is
+ * its generation, stores the final report in *o and returns 1.  bits must
+ * be non-zero and hold only the interest and ERR/HUP, as epoll and
+ * io_uring report them for a plain registration (the kernel masks).  Otherwise returns 0 and the backend
+ * leaves the raw report for the core's filter (poller.c), after the final
+ * ones, and sets p->nfinal to the number of final reports.  fds and
+ * nfds are p->fds and p->nfds, read once by the caller: stores through o
+ * could otherwise alias them and force a reload per report. */
+static inline int poller__report_plain(const struct poller__fd *fds,
+                                       unsigned nfds, poller_event *o, int fd,
+                                       unsigned bits, unsigned gen) {
+  if ((unsigned)fd >= nfds)
+    return 0;
+  const struct poller__fd *e = &fds[fd];
+  if (e->flags != FD_REGISTERED || (e->events & 0x300u) || e->gen != gen)
+    return 0;
+  o->fd = fd;
+  o->events = bits;
+  o->data = e->data;
+  o->gen = gen;
+  return 1;
 }
 
 /* Converts epoll/poll style bits (POLLIN...) into POLLER_* and back.  The

@@ -548,7 +548,10 @@ int poller_wait(poller *p, poller_event *out, int max, int timeout_ms) {
       return k;
     }
     unsigned long long stale = p->stats.stale;
-    filter(p, out, n, k, &n, &woken, mark);
+    int fin = p->nfinal;
+    p->nfinal = 0;
+    n += fin;
+    filter(p, out, n, k - fin, &n, &woken, mark);
     if (p->stats.stale != stale && p->be->id == POLLER_EPOLL)
       rebuild_kernel_set(p); /* ghosts of closed fds, see above */
     if (n > 0 || woken || tmo == 0)
