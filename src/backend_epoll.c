@@ -54,6 +54,8 @@ static uint32_t to_epoll(unsigned want) {
 /* Branch-free: IN, ERR, HUP keep their places, OUT (0x4) and PRI (0x2)
  * swap, EPOLLRDHUP (0x2000) moves to POLLER_RDHUP (0x20). */
 static inline unsigned to_bits(uint32_t ev) {
+  if (!(ev & (EPOLLOUT | EPOLLPRI | EPOLLRDHUP)))
+    return ev; /* IN, ERR, HUP only: the same bits (the usual report) */
   return (ev & (POLLER_IN | POLLER_ERR | POLLER_HUP)) |
          ((ev >> 1) & POLLER_OUT) | ((ev << 1) & POLLER_PRI) |
          ((ev >> 8) & POLLER_RDHUP);

@@ -1,0 +1,36 @@
+/*
+ * driver.h - the interface every benchmark driver implements: one small
+ * file per event library (poller on each backend, a hand-written epoll
+ * loop, libev, libevent, libuv).
+ *
+ * The benchmark owns the descriptors; a driver watches them for reading
+ * and calls bench_on_read(idx) from its loop for each ready one.
+ */
+#ifndef BENCH_DRIVER_H
+#define BENCH_DRIVER_H
+
+struct bench_driver {
+  const char *name;
+  /* Prepares the library (arg: e.g. the poller backend name). Returns 0,
+   * or -1 when the driver cannot run here (reported as skipped). */
+  int (*init)(const char *arg);
+  /* Watches fds[0..n) for reading; index i is passed back. */
+  int (*watch)(int n, const int *fds);
+  /* The "setup" part of a round: every watcher's interest changed and
+   * restored (or removed and re-added), the way the library's own API
+   * does it. */
+  void (*rewatch)(void);
+  /* One loop iteration: waits for and dispatches ready watchers. */
+  void (*run_once)(void);
+  /* System calls the library made, when it can tell (else -1). */
+  long long (*syscalls)(void);
+  void (*fini)(void);
+};
+
+/* Called by drivers for each readable fd. */
+void bench_on_read(int idx);
+
+extern const struct bench_driver bench_poller, bench_raw_epoll, bench_libev,
+    bench_libevent, bench_libuv;
+
+#endif
