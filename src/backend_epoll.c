@@ -29,11 +29,14 @@ _Static_assert(POLLER_IN == EPOLLIN && POLLER_ERR == EPOLLERR &&
                    EPOLLRDHUP == POLLER_RDHUP << 8,
                "the bit moves in epoll_wait_fd rely on these values");
 
-#define EVBUF_MAX 1024
+#define EVBUF_MIN 1024
 
+/* The kernel's reports land in buf, which grows with the registrations
+ * (in ctl, never in a wait) so one wait can return every ready fd. */
 struct epoll_state {
   int epfd;
-  struct epoll_event buf[EVBUF_MAX];
+  int cap;
+  struct epoll_event *buf;
 };
 
 static uint32_t to_epoll(unsigned want) {
@@ -73,9 +76,12 @@ static int epoll_init(poller *p) {
   struct epoll_state *s = malloc(sizeof *s);
   if (!s)
     return -ENOMEM;
-  s->epfd = epoll_create1(EPOLL_CLOEXEC);
+  s->cap = EVBUF_MIN;
+  s->buf = malloc((size_t)s->cap * sizeof *s->buf);
+  s->epfd = s->buf ? epoll_create1(EPOLL_CLOEXEC) : -1;
   if (s->epfd < 0) {
-    int r = -errno;
+    int r = s->buf ? -errno : -ENOMEM;
+    free(s->buf);
     free(s);
     return r;
   }
@@ -88,6 +94,7 @@ static void epoll_fini(poller *p) {
   if (!s)
     return;
   close(s->epfd);
+  free(s->buf);
   free(s);
   p->bstate = NULL;
 }
@@ -104,6 +111,16 @@ static int epoll_ctl_fd(poller *p, int fd, struct poller__fd *e, unsigned have,
     op = EPOLL_CTL_ADD;
   else
     op = EPOLL_CTL_MOD;
+  if (op == EPOLL_CTL_ADD && p->count + 1 > (size_t)s->cap) {
+    size_t cap = (size_t)s->cap * 2;
+    while (cap < p->count + 1)
+      cap *= 2;
+    struct epoll_event *buf = realloc(s->buf, cap * sizeof *buf);
+    if (!buf)
+      return -ENOMEM;
+    s->buf = buf;
+    s->cap = (int)cap;
+  }
   ev.events = to_epoll(want);
   ev.data.u64 = (uint64_t)(uint32_t)fd | ((uint64_t)e->gen << 32);
   p->stats.syscalls++;
@@ -126,8 +143,8 @@ static int epoll_ctl_fd(poller *p, int fd, struct poller__fd *e, unsigned have,
 static int epoll_wait_fd(poller *p, poller_event *out, int max,
                          int timeout_ms) {
   struct epoll_state *s = p->bstate;
-  if (max > EVBUF_MAX)
-    max = EVBUF_MAX;
+  if (max > s->cap)
+    max = s->cap;
   p->stats.syscalls++;
   int n = epoll_wait(s->epfd, s->buf, max, timeout_ms);
   if (n < 0)

@@ -375,6 +375,7 @@ static int uring_wait(poller *p, poller_event *out, int max, int timeout_ms) {
     }
   }
   int n = 0;
+again:;
   unsigned seen = 0;
   unsigned head;
   io_uring_for_each_cqe(&s->ring, head, cqe) {
@@ -423,6 +424,12 @@ static int uring_wait(poller *p, poller_event *out, int max, int timeout_ms) {
     out[n++] = (poller_event){fd, bits, NULL, gen};
   }
   io_uring_cq_advance(&s->ring, seen);
+  if (n < max && cq_overflowed(s)) {
+    /* Completions beyond the CQ ring wait in the kernel's overflow list
+     * (NODROP): entering with GETEVENTS moves them into the ring. */
+    if (enter(p, 0, -1) >= 0 && io_uring_cq_ready(&s->ring))
+      goto again;
+  }
 
   /* Level requests after each completion, and multishot requests the
    * kernel ended, are renewed at the next wait.  ONESHOT waits for

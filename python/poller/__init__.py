@@ -1,0 +1,209 @@
+"""poller: the interfaces of greenhouse's poller module, Python's selectors
+module and pike's BasePoller, over libpoller (a C library: select, poll,
+epoll, io_uring and kqueue behind one API).
+
+- selectors: SelectSelector, PollSelector, EpollSelector, URingSelector,
+  KqueueSelector (where built) and DefaultSelector, drop-in subclasses of
+  selectors.BaseSelector.
+- greenhouse: Select, Poll, Epoll, URing, KQueue with register/unregister
+  as a per-fd registration stack, poll(timeout) -> [(fd, mask)], best(),
+  set() and get().
+- pike: BasePoller and Transport (poller.pike).
+"""
+import math
+import selectors as _selectors
+
+from . import _poller
+from ._poller import Poller, available
+
+__all__ = [
+    "Poller", "available",
+    "SelectSelector", "PollSelector", "EpollSelector", "URingSelector",
+    "KqueueSelector", "DefaultSelector",
+    "Select", "Poll", "Epoll", "URing", "KQueue", "best", "set", "get",
+]
+
+IN, OUT, PRI, ERR, HUP = _poller.IN, _poller.OUT, _poller.PRI, _poller.ERR, _poller.HUP
+EVENT_READ, EVENT_WRITE = _selectors.EVENT_READ, _selectors.EVENT_WRITE
+_AVAILABLE = frozenset(available())
+
+
+# ---- selectors ----
+
+class _PollerSelector(_selectors._BaseSelectorImpl):
+    """A selectors.BaseSelector over one libpoller backend.  The
+    SelectorKey is the registration's data, so select() builds its result
+    in C without a lookup per ready fd."""
+
+    _backend = "auto"
+    _selector_cls = Poller
+
+    def __init__(self):
+        super().__init__()
+        self._selector = self._selector_cls(self._backend)
+
+    def register(self, fileobj, events, data=None):
+        key = super().register(fileobj, events, data)
+        try:
+            self._selector.register(key.fd, events & 3, key)
+        except BaseException:
+            super().unregister(fileobj)
+            raise
+        return key
+
+    def unregister(self, fileobj):
+        key = super().unregister(fileobj)
+        try:
+            self._selector.unregister(key.fd)
+        except OSError:
+            # The fd was closed (and perhaps reused) since it was
+            # registered: the key is gone all the same (lessons 14).
+            pass
+        return key
+
+    def modify(self, fileobj, events, data=None):
+        try:
+            key = self._fd_to_key[self._fileobj_lookup(fileobj)]
+        except KeyError:
+            raise KeyError(f"{fileobj!r} is not registered") from None
+        if events != key.events or data != key.data:
+            if not events or (events & ~(EVENT_READ | EVENT_WRITE)):
+                raise ValueError(f"Invalid events: {events!r}")
+            new = key._replace(events=events, data=data)
+            try:
+                self._selector.modify(key.fd, events & 3, new)
+            except BaseException:
+                super().unregister(fileobj)
+                try:
+                    self._selector.unregister(key.fd)
+                except OSError:
+                    pass
+                raise
+            self._fd_to_key[key.fd] = new
+            key = new
+        return key
+
+    def select(self, timeout=None):
+        if timeout is not None and timeout <= 0:
+            timeout = 0
+        return self._selector.select_keys(timeout, max(len(self._fd_to_key), 1))
+
+    def close(self):
+        self._selector.close()
+        super().close()
+
+
+def _fileno(self):
+    """The kernel object's descriptor (epoll, io_uring, kqueue)."""
+    return self._selector.fileno()
+
+
+def _selector_class(name, backend):
+    attrs = {"_backend": backend,
+             "__doc__": f"selectors interface over libpoller's {backend} backend"}
+    if backend in ("epoll", "uring", "kqueue"):
+        # As in the standard library, only selectors with a kernel object
+        # have fileno().
+        attrs["fileno"] = _fileno
+    return type(name, (_PollerSelector,), attrs)
+
+
+SelectSelector = _selector_class("SelectSelector", "select")
+PollSelector = _selector_class("PollSelector", "poll")
+EpollSelector = _selector_class("EpollSelector", "epoll")
+URingSelector = _selector_class("URingSelector", "uring")
+KqueueSelector = _selector_class("KqueueSelector", "kqueue")
+SELECTORS = {"select": SelectSelector, "poll": PollSelector,
+             "epoll": EpollSelector, "uring": URingSelector,
+             "kqueue": KqueueSelector}
+
+if "epoll" in _AVAILABLE:
+    DefaultSelector = EpollSelector
+elif "kqueue" in _AVAILABLE:
+    DefaultSelector = KqueueSelector
+elif "poll" in _AVAILABLE:
+    DefaultSelector = PollSelector
+else:
+    DefaultSelector = SelectSelector
+
+
+# ---- greenhouse ----
+
+class Select:
+    """greenhouse's poller interface: register(fd, mask=None) pushes onto
+    the fd's registration stack, unregister(fd) pops it, poll(timeout)
+    waits up to timeout seconds (None blocks) and returns [(fd, mask)]."""
+
+    _backend = "select"
+    INMASK = IN | PRI
+    OUTMASK = OUT
+    ERRMASK = ERR | HUP
+
+    def __init__(self):
+        self._poller = Poller(self._backend)
+
+    def register(self, fd, mask=None):
+        if mask is None:
+            mask = self.INMASK | self.OUTMASK | self.ERRMASK
+        if hasattr(fd, "fileno"):
+            fd = fd.fileno()
+        self._poller.push(fd, mask)
+
+    def unregister(self, fd):
+        if hasattr(fd, "fileno"):
+            fd = fd.fileno()
+        try:
+            self._poller.pop(fd)
+        except FileNotFoundError:
+            raise KeyError(fd) from None
+
+    def poll(self, timeout=None):
+        return self._poller.poll(timeout)
+
+    def close(self):
+        self._poller.close()
+
+
+class Poll(Select):
+    _backend = "poll"
+
+
+class Epoll(Select):
+    _backend = "epoll"
+
+
+class URing(Select):
+    _backend = "uring"
+
+
+class KQueue(Select):
+    _backend = "kqueue"
+
+
+_GREENHOUSE = {"epoll": Epoll, "kqueue": KQueue, "poll": Poll,
+               "select": Select, "uring": URing}
+_default = None
+
+
+def best():
+    """An instance of the best poller class here (epoll, kqueue, poll,
+    select, in greenhouse's order of preference)."""
+    for name in ("epoll", "kqueue", "poll", "select"):
+        if name in _AVAILABLE:
+            return _GREENHOUSE[name]()
+    raise OSError("no poller backend is usable here")
+
+
+def set(poller=None):
+    """Sets the process-wide default poller (a new best() when None)."""
+    global _default
+    _default = poller if poller is not None else best()
+    return _default
+
+
+def get():
+    """The process-wide default poller, made by best() on first use."""
+    global _default
+    if _default is None:
+        _default = best()
+    return _default

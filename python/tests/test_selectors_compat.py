@@ -1,0 +1,123 @@
+"""CPython's own Lib/test/test_selectors.py run against every poller
+selector class, exactly as CPython runs it against its own selectors, plus
+an asyncio check on poller.DefaultSelector."""
+import asyncio
+import signal
+import socket
+import sys
+import unittest
+
+import poller
+from test import test_selectors as cpython_tests
+
+
+def _modify_unregister(self):
+    """CPython's test_modify_unregister (bpo-30014) patches the stdlib
+    class's _selector_cls; this is the same test on poller's class: a
+    failing modify() leaves the fd unregistered."""
+    import selectors
+    from unittest import mock
+    with mock.patch.object(self.SELECTOR, "_selector_cls") as m:
+        m.return_value.modify = mock.Mock(side_effect=ZeroDivisionError)
+        s = self.SELECTOR()
+        self.addCleanup(s.close)
+        rd, wr = self.make_socketpair()
+        s.register(rd, selectors.EVENT_READ)
+        self.assertEqual(len(s._map), 1)
+        with self.assertRaises(ZeroDivisionError):
+            s.modify(rd, selectors.EVENT_WRITE)
+        self.assertEqual(len(s._map), 0)
+
+
+def _backend_case(name, cls, scalable):
+    bases = (cpython_tests.BaseSelectorTestCase,)
+    if scalable:
+        bases = (cpython_tests.ScalableSelectorMixIn,) + bases
+    attrs = {"SELECTOR": cls, "test_modify_unregister": _modify_unregister}
+    if name not in poller.available():
+        attrs["setUp"] = lambda self: self.skipTest(f"backend {name} not usable here")
+    return type(f"{cls.__name__}TestCase", bases + (unittest.TestCase,), attrs)
+
+
+# select's sets grow past FD_SETSIZE in libpoller, so the select class is
+# scalable too (CPython's own SelectSelector is not).
+SelectSelectorTestCase = _backend_case("select", poller.SelectSelector, True)
+PollSelectorTestCase = _backend_case("poll", poller.PollSelector, True)
+EpollSelectorTestCase = _backend_case("epoll", poller.EpollSelector, True)
+URingSelectorTestCase = _backend_case("uring", poller.URingSelector, True)
+KqueueSelectorTestCase = _backend_case("kqueue", poller.KqueueSelector, True)
+
+
+class AsyncioOnPollerTest(unittest.TestCase):
+    """asyncio.SelectorEventLoop(poller.DefaultSelector()): TCP echo,
+    a subprocess and a signal handler."""
+
+    def setUp(self):
+        self.loop = asyncio.SelectorEventLoop(poller.DefaultSelector())
+        asyncio.set_event_loop(self.loop)
+
+    def tearDown(self):
+        self.loop.close()
+        asyncio.set_event_loop(None)
+
+    def test_tcp_echo(self):
+        async def handle(reader, writer):
+            while data := await reader.read(1024):
+                writer.write(data)
+                await writer.drain()
+            writer.close()
+
+        async def main():
+            server = await asyncio.start_server(handle, "127.0.0.1", 0)
+            port = server.sockets[0].getsockname()[1]
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            payload = bytes(range(256)) * 400
+            writer.write(payload)
+            await writer.drain()
+            got = await asyncio.wait_for(reader.readexactly(len(payload)), 10)
+            writer.close()
+            await writer.wait_closed()
+            server.close()
+            await server.wait_closed()
+            return got, payload
+
+        got, payload = self.loop.run_until_complete(main())
+        self.assertEqual(got, payload)
+
+    def test_subprocess(self):
+        async def main():
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-c", "print('hi'); raise SystemExit(3)",
+                stdout=asyncio.subprocess.PIPE)
+            out, _ = await asyncio.wait_for(proc.communicate(), 20)
+            return out, proc.returncode
+
+        watcher = asyncio.SafeChildWatcher() if sys.version_info < (3, 12) else None
+        if watcher is not None:
+            watcher.attach_loop(self.loop)
+            asyncio.set_child_watcher(watcher)
+        try:
+            out, rc = self.loop.run_until_complete(main())
+        finally:
+            if watcher is not None:
+                asyncio.set_child_watcher(None)
+                watcher.close()
+        self.assertEqual(out.strip(), b"hi")
+        self.assertEqual(rc, 3)
+
+    def test_signal_handler(self):
+        got = []
+
+        async def main():
+            fut = self.loop.create_future()
+            self.loop.add_signal_handler(signal.SIGUSR1, lambda: fut.set_result(True))
+            self.loop.call_later(0.05, lambda: signal.raise_signal(signal.SIGUSR1))
+            got.append(await asyncio.wait_for(fut, 5))
+            self.loop.remove_signal_handler(signal.SIGUSR1)
+
+        self.loop.run_until_complete(main())
+        self.assertEqual(got, [True])
+
+
+if __name__ == "__main__":
+    unittest.main()
