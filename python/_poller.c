@@ -459,7 +459,20 @@ static PyObject *Poller_len(PollerObject *self, PyObject *noargs) {
   return PyLong_FromSize_t(self->p ? poller_count(self->p) : 0);
 }
 
+static PyObject *Poller_stats(PollerObject *self, PyObject *noargs) {
+  (void)noargs;
+  if (check_open(self) < 0)
+    return NULL;
+  poller_stats st;
+  poller_stats_get(self->p, &st);
+  return Py_BuildValue("{sKsKsKsKsKsK}", "waits", st.waits, "syscalls",
+                       st.syscalls, "events", st.events, "changes",
+                       st.changes, "eintr", st.eintr, "stale", st.stale);
+}
+
 static PyMethodDef Poller_methods[] = {
+    {"stats", (PyCFunction)Poller_stats, METH_NOARGS,
+     "stats() -> the poller's counters (waits, syscalls, events, ...)"},
     {"register", (PyCFunction)Poller_register, METH_VARARGS,
      "register(fd, events, data=None): add a registration"},
     {"modify", (PyCFunction)Poller_modify, METH_VARARGS,
