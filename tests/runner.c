@@ -199,6 +199,14 @@ void t_assert_clean_(poller *p, const char *file, int line) {
 }
 
 void t_assert_fds_clean_(const char *file, int line) {
+#ifdef __linux__
+  /* kqueue on Linux is libkqueue, which keeps descriptors of its own (a
+   * monitoring thread, an epoll set and eventfds per kqueue) and frees
+   * them asynchronously after close: the count cannot be compared there
+   * (docs/kqueue.md).  Native kqueue is checked like every backend. */
+  if (T_BACKEND == POLLER_KQUEUE)
+    return;
+#endif
   int fds = t_fd_count();
   if (fds != t_base_fds)
     t_fail(file, line, "%d descriptors open, %d when the test began", fds,
