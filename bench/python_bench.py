@@ -40,7 +40,7 @@ def time_select(make, n, k, reps):
         step = max(1, n // k)
         for i in range(0, n, step)[:k]:
             pairs[i][1].send(b"x")
-        call = (lambda: sel.poll(0)) if raw else (lambda: sel.select(0))
+        call = (lambda: sel.poll(0, n)) if raw else (lambda: sel.select(0))
         got = len(call())
         assert got == k, (got, k)
         samples = []
