@@ -31,7 +31,7 @@ else
 fi
 
 out=$(mktemp)
-trap 'rm -f "$out"' EXIT
+trap 'rm -f "$out" "$out.echo"' EXIT
 for variant in run setup+run; do
   flag=""; [ $variant = setup+run ] && flag=--setup
   for n in $sizes; do
@@ -67,6 +67,24 @@ echo
 echo "## Pipes, setup+run (every watcher changed and restored before each iteration)"
 table setup+run
 
+echo_table() {
+  local secs=$1; shift
+  echo "| driver | connections | requests/s | ratio to raw epoll | server CPU us/request |"
+  echo "|---|---|---|---|---|"
+  for c in "$@"; do
+    local base=""
+    for d in raw-epoll poller:epoll poller:uring poller:poll libev libevent libuv; do
+      case $d in raw-epoll|poller:*) exe=$B/echo-poller ;; *) exe=$B/echo-$d ;; esac
+      line=$($exe --driver $d --conns $c --seconds $secs)
+      case "$line" in *skipped*) continue ;; esac
+      set -- $line
+      [ -z "$base" ] && base=$3
+      awk -v d="$1" -v c="$2" -v r="$3" -v b="$base" -v cpu="$4" 'BEGIN {
+        printf "| %s | %s | %s | %.2f | %s |\n", d, c, r, r / b, cpu }'
+    done
+  done
+}
+
 cg_table() {
   echo "| driver | instructions per iteration | per dispatched event | ratio to raw epoll |"
   echo "|---|---|---|---|"
@@ -83,6 +101,11 @@ cg_table() {
   done
   rm -f "$out.cg"
 }
+echo
+echo "## Echo over 127.0.0.1 TCP (64-byte ping-pong, load client in its own process)"
+if [ $quick = 1 ]; then echo_table 0.5 1 100 > "$out.echo"; else echo_table 2 1 100 1000 > "$out.echo"; fi
+cat "$out.echo"
+
 if command -v valgrind >/dev/null; then
   echo
   echo "## User-space instructions (callgrind), pipes run only, N=1000, 10 iterations"
@@ -102,6 +125,9 @@ if [ $quick = 0 ]; then
     echo
     echo "## Pipes, setup+run (every watcher changed and restored before each iteration)"
     table setup+run
+    echo
+    echo "## Echo over 127.0.0.1 TCP (64-byte ping-pong, load client in its own process)"
+    cat "$out.echo"
     if command -v valgrind >/dev/null; then
       echo
       echo "## User-space instructions (callgrind), pipes run only, N=1000, 10 iterations"
@@ -109,5 +135,6 @@ if [ $quick = 0 ]; then
       cg_table
     fi
   } > bench/RESULTS.tables.md
+  rm -f "$out.echo"
   echo "tables written to bench/RESULTS.tables.md"
 fi
