@@ -9,6 +9,9 @@
 #ifndef BENCH_DRIVER_H
 #define BENCH_DRIVER_H
 
+#include <stdio.h>
+#include <string.h>
+
 struct bench_driver {
   const char *name;
   /* Prepares the library (arg: e.g. the poller backend name). Returns 0,
@@ -32,5 +35,37 @@ void bench_on_read(int idx);
 
 extern const struct bench_driver bench_poller, bench_raw_epoll, bench_libev,
     bench_libevent, bench_libuv;
+
+/* Finds the driver named by spec ("NAME" or "NAME:ARG") among those this
+ * executable was built with, and points *arg at ARG (NULL without one).
+ * Each peer library is linked into its own executable: Debian's libev
+ * also exports libevent's API names (its event.h emulation), so libev and
+ * libevent cannot share one binary. */
+static inline const struct bench_driver *bench_find(const char *spec,
+                                                    char *buf, size_t len,
+                                                    char **arg) {
+  const struct bench_driver *all[] = {
+#ifdef BENCH_POLLER
+      &bench_poller, &bench_raw_epoll,
+#endif
+#ifdef BENCH_LIBEV
+      &bench_libev,
+#endif
+#ifdef BENCH_LIBEVENT
+      &bench_libevent,
+#endif
+#ifdef BENCH_LIBUV
+      &bench_libuv,
+#endif
+  };
+  snprintf(buf, len, "%s", spec);
+  *arg = strchr(buf, ':');
+  if (*arg)
+    *(*arg)++ = '\0';
+  for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+    if (!strcmp(all[i]->name, buf))
+      return all[i];
+  return NULL;
+}
 
 #endif

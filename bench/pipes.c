@@ -114,31 +114,8 @@ int main(int argc, char **argv) {
       return 2;
     }
   }
-  char base[64];
-  snprintf(base, sizeof base, "%s", name);
-  char *arg = strchr(base, ':');
-  if (arg)
-    *arg++ = '\0';
-  /* Each peer library is linked into its own executable: Debian's libev
-   * also exports libevent's API names (its event.h emulation), so libev and
-   * libevent cannot share one binary. */
-  const struct bench_driver *all[] = {
-#ifdef BENCH_POLLER
-      &bench_poller, &bench_raw_epoll,
-#endif
-#ifdef BENCH_LIBEV
-      &bench_libev,
-#endif
-#ifdef BENCH_LIBEVENT
-      &bench_libevent,
-#endif
-#ifdef BENCH_LIBUV
-      &bench_libuv,
-#endif
-  };
-  for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
-    if (!strcmp(all[i]->name, base))
-      drv = all[i];
+  char base[64], *arg;
+  drv = bench_find(name, base, sizeof base, &arg);
   if (!drv) {
     fprintf(stderr, "unknown driver %s\n", base);
     return 2;

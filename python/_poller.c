@@ -126,8 +126,10 @@ static int get_mask(PyObject *obj, unsigned *mask) {
   return 0;
 }
 
-/* register(fd, events, data=None): data defaults to the fd number. */
-static PyObject *Poller_register(PollerObject *self, PyObject *args) {
+/* register(fd, events, data=None) and push(...): data defaults to the fd
+ * number.  `push` selects poller_push (the registration stack) over
+ * poller_add. */
+static PyObject *add_or_push(PollerObject *self, PyObject *args, int push) {
   PyObject *fdobj, *maskobj, *data = NULL;
   unsigned mask;
   if (!PyArg_ParseTuple(args, "OO|O", &fdobj, &maskobj, &data))
@@ -142,7 +144,8 @@ static PyObject *Poller_register(PollerObject *self, PyObject *args) {
     return NULL;
   if (data)
     Py_INCREF(d);
-  int r = poller_add(self->p, fd, mask, d);
+  int r = push ? poller_push(self->p, fd, mask, d)
+               : poller_add(self->p, fd, mask, d);
   if (r < 0) {
     Py_DECREF(d);
     if (r == -EINVAL) {
@@ -152,6 +155,10 @@ static PyObject *Poller_register(PollerObject *self, PyObject *args) {
     return raise_errno(r);
   }
   Py_RETURN_NONE;
+}
+
+static PyObject *Poller_register(PollerObject *self, PyObject *args) {
+  return add_or_push(self, args, 0);
 }
 
 static PyObject *Poller_modify(PollerObject *self, PyObject *args) {
@@ -202,30 +209,7 @@ static PyObject *Poller_unregister(PollerObject *self, PyObject *fdobj) {
 }
 
 static PyObject *Poller_push(PollerObject *self, PyObject *args) {
-  PyObject *fdobj, *maskobj, *data = NULL;
-  unsigned mask;
-  if (!PyArg_ParseTuple(args, "OO|O", &fdobj, &maskobj, &data))
-    return NULL;
-  if (check_open(self) < 0)
-    return NULL;
-  int fd = get_fd(fdobj);
-  if (fd < 0 || get_mask(maskobj, &mask) < 0)
-    return NULL;
-  PyObject *d = data ? data : PyLong_FromLong(fd);
-  if (!d)
-    return NULL;
-  if (data)
-    Py_INCREF(d);
-  int r = poller_push(self->p, fd, mask, d);
-  if (r < 0) {
-    Py_DECREF(d);
-    if (r == -EINVAL) {
-      PyErr_SetString(PyExc_ValueError, "invalid events mask");
-      return NULL;
-    }
-    return raise_errno(r);
-  }
-  Py_RETURN_NONE;
+  return add_or_push(self, args, 1);
 }
 
 static PyObject *Poller_pop(PollerObject *self, PyObject *fdobj) {
