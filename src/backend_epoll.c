@@ -29,14 +29,8 @@ _Static_assert(POLLER_IN == EPOLLIN && POLLER_ERR == EPOLLERR &&
                    EPOLLRDHUP == POLLER_RDHUP << 8,
                "the bit moves in epoll_wait_fd rely on these values");
 
-#define EVBUF_MIN 1024
-
-/* The kernel's reports land in buf, which grows with the registrations
- * (in ctl, never in a wait) so one wait can return every ready fd. */
 struct epoll_state {
   int epfd;
-  int cap;
-  struct epoll_event *buf;
 };
 
 static uint32_t to_epoll(unsigned want) {
@@ -76,12 +70,9 @@ static int epoll_init(poller *p) {
   struct epoll_state *s = malloc(sizeof *s);
   if (!s)
     return -ENOMEM;
-  s->cap = EVBUF_MIN;
-  s->buf = malloc((size_t)s->cap * sizeof *s->buf);
-  s->epfd = s->buf ? epoll_create1(EPOLL_CLOEXEC) : -1;
+  s->epfd = epoll_create1(EPOLL_CLOEXEC);
   if (s->epfd < 0) {
-    int r = s->buf ? -errno : -ENOMEM;
-    free(s->buf);
+    int r = -errno;
     free(s);
     return r;
   }
@@ -94,7 +85,6 @@ static void epoll_fini(poller *p) {
   if (!s)
     return;
   close(s->epfd);
-  free(s->buf);
   free(s);
   p->bstate = NULL;
 }
@@ -111,16 +101,6 @@ static int epoll_ctl_fd(poller *p, int fd, struct poller__fd *e, unsigned have,
     op = EPOLL_CTL_ADD;
   else
     op = EPOLL_CTL_MOD;
-  if (op == EPOLL_CTL_ADD && p->count + 1 > (size_t)s->cap) {
-    size_t cap = (size_t)s->cap * 2;
-    while (cap < p->count + 1)
-      cap *= 2;
-    struct epoll_event *buf = realloc(s->buf, cap * sizeof *buf);
-    if (!buf)
-      return -ENOMEM;
-    s->buf = buf;
-    s->cap = (int)cap;
-  }
   ev.events = to_epoll(want);
   ev.data.u64 = (uint64_t)(uint32_t)fd | ((uint64_t)e->gen << 32);
   p->stats.syscalls++;
@@ -143,44 +123,42 @@ static int epoll_ctl_fd(poller *p, int fd, struct poller__fd *e, unsigned have,
 static int epoll_wait_fd(poller *p, poller_event *out, int max,
                          int timeout_ms) {
   struct epoll_state *s = p->bstate;
-  if (max > s->cap)
-    max = s->cap;
+  /* The kernel writes its 12-byte reports into the upper half of the
+   * caller's buffer (24-byte reports), and they are converted in place,
+   * front to back: report i is read before out[i] is written, and out[i]
+   * ends at or below where report i + 1 starts, so nothing unread is ever
+   * overwritten.  No buffer of our own: no memory per fd, no copy. */
+  _Static_assert(sizeof(poller_event) >= 2 * sizeof(struct epoll_event),
+                 "the in-place conversion needs 2 kernel reports per slot");
+  struct epoll_event *buf =
+      (struct epoll_event *)(void *)((char *)out +
+                                     (size_t)max * (sizeof(poller_event) -
+                                                    sizeof(struct epoll_event)));
   p->stats.syscalls++;
-  int n = epoll_wait(s->epfd, s->buf, max, timeout_ms);
+  int n = epoll_wait(s->epfd, buf, max, timeout_ms);
   if (n < 0)
     return -errno;
-  /* Pass 1: plain registrations get their final report at once (the
-   * core's verdict, inlined); pass 2, only when needed, leaves the others
-   * raw behind them for the core's filter. */
+  /* Plain registrations get their final report at once (the core's
+   * verdict, inlined); the others are marked POLLER__RAW for the core's
+   * filter. */
   const struct poller__fd *fds = p->fds;
   const unsigned nfds = (unsigned)p->nfds;
-  const struct epoll_event *buf = s->buf;
-  int w = 0, slow = 0;
+  int raw = 0;
   for (int i = 0; i < n; i++) {
     uint64_t u = buf[i].data.u64;
-    if (poller__report_plain(fds, nfds, &out[w], (int)(uint32_t)u,
-                             to_bits(buf[i].events), (unsigned)(u >> 32)))
-      w++;
-    else
-      slow++;
+    unsigned bits = to_bits(buf[i].events);
+    int fd = (int)(uint32_t)u;
+    unsigned gen = (unsigned)(u >> 32);
+    if (!poller__report_plain(fds, nfds, &out[i], fd, bits, gen)) {
+      out[i].fd = fd;
+      out[i].events = bits | POLLER__RAW;
+      out[i].gen = gen;
+      out[i].data = NULL;
+      raw++;
+    }
   }
-  p->nfinal = w;
-  if (!slow)
-    return w;
-  for (int i = 0, j = w; i < n; i++) {
-    uint64_t u = s->buf[i].data.u64;
-    poller_event tmp;
-    unsigned bits = to_bits(s->buf[i].events);
-    if (poller__report_plain(fds, nfds, &tmp, (int)(uint32_t)u, bits,
-                             (unsigned)(u >> 32)))
-      continue;
-    out[j].fd = (int)(uint32_t)u;
-    out[j].events = bits;
-    out[j].gen = (unsigned)(u >> 32);
-    out[j].data = NULL;
-    j++;
-  }
-  return w + slow;
+  p->nfinal = raw ? -1 : n;
+  return n;
 }
 
 static int epoll_fd(const poller *p) {

@@ -47,6 +47,9 @@ struct poller__fd {
   int32_t bidx;                /* the backend's own slot (poll: index) */
 };
 
+/* Marks a report a backend left raw among final ones (p->nfinal == -1). */
+#define POLLER__RAW 0x80000000u
+
 /* What a backend's ctl may return besides 0 and -errno: the kernel cannot
  * watch this kind of file (epoll's EPERM for regular files, lessons 9). */
 #define POLLER__ALWAYS_READY 1
@@ -122,7 +125,9 @@ struct poller {
 
   int wakefd_r, wakefd_w; /* the wakeup channel (eventfd: both equal) */
   atomic_int wake_pending;
-  int nfinal; /* set by a backend's wait: leading reports already final */
+  int nfinal; /* set by a backend's wait: the number of leading reports
+                 already final, or -1 when final and raw reports are mixed
+                 and the raw ones carry POLLER__RAW */
   unsigned next_gen;
   int report_eintr;
   poller_stats stats;

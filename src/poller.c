@@ -389,7 +389,7 @@ static void keep_fd_readable(poller *p) {
 /* Step 4: filters out[from, from + k) in place, appending the kept reports
  * at out[*n].  Sets *woken when the wakeup fd was among them. */
 static void filter(poller *p, poller_event *out, int from, int k, int *n,
-                   int *woken, int mark) {
+                   int *woken, int mark, int marked) {
   int emulate_et = !(p->be->caps & POLLER_ET);
   struct poller__fd *fds = p->fds;
   unsigned nfds = (unsigned)p->nfds;
@@ -397,6 +397,14 @@ static void filter(poller *p, poller_event *out, int from, int k, int *n,
   for (int i = from; i < from + k; i++) {
     int fd = out[i].fd;
     unsigned bits = out[i].events;
+    if (marked) {
+      /* Mixed reports: the unmarked ones are final already. */
+      if (!(bits & POLLER__RAW)) {
+        out[w++] = out[i];
+        continue;
+      }
+      bits &= ~POLLER__RAW;
+    }
     if ((unsigned)fd >= nfds) {
       p->stats.stale++;
       continue;
@@ -550,8 +558,13 @@ int poller_wait(poller *p, poller_event *out, int max, int timeout_ms) {
     unsigned long long stale = p->stats.stale;
     int fin = p->nfinal;
     p->nfinal = 0;
-    n += fin;
-    filter(p, out, n, k - fin, &n, &woken, mark);
+    if (fin >= 0) {
+      n += fin;
+      if (k > fin)
+        filter(p, out, n, k - fin, &n, &woken, mark, 0);
+    } else {
+      filter(p, out, n, k, &n, &woken, mark, 1);
+    }
     if (p->stats.stale != stale && p->be->id == POLLER_EPOLL)
       rebuild_kernel_set(p); /* ghosts of closed fds, see above */
     if (n > 0 || woken || tmo == 0)
