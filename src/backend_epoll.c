@@ -188,7 +188,8 @@ static int epoll_reinit(poller *p) {
 const struct poller__backend poller__backend_epoll = {
     .id = POLLER_EPOLL,
     .name = "epoll",
-    .caps = POLLER_ET | POLLER_ONESHOT | POLLER__CAP_SYNC_ADD,
+    .caps = POLLER_ET | POLLER_ONESHOT | POLLER__CAP_SYNC_ADD |
+            POLLER__CAP_STALE_REBUILD,
     .probe = epoll_probe,
     .init = epoll_init,
     .fini = epoll_fini,

@@ -56,6 +56,10 @@ struct poller__fd {
 
 /* Capability bits of a backend beyond POLLER_ET and POLLER_ONESHOT. */
 #define POLLER__CAP_SYNC_ADD 0x10000u /* ctl on add reports bad fds itself */
+/* Stale reports mean the kernel keeps a registration the core cannot
+ * remove (epoll: a closed fd with a live dup), so the core rebuilds the
+ * kernel set through reinit (see rebuild_kernel_set in poller.c). */
+#define POLLER__CAP_STALE_REBUILD 0x20000u
 
 /*
  * The backend interface.  Each backend file exports one const instance.

@@ -565,7 +565,8 @@ int poller_wait(poller *p, poller_event *out, int max, int timeout_ms) {
     } else {
       filter(p, out, n, k, &n, &woken, mark, 1);
     }
-    if (p->stats.stale != stale && p->be->id == POLLER_EPOLL)
+    if (p->stats.stale != stale &&
+        (p->be->caps & POLLER__CAP_STALE_REBUILD))
       rebuild_kernel_set(p); /* ghosts of closed fds, see above */
     if (n > 0 || woken || tmo == 0)
       break;
