@@ -115,23 +115,28 @@ static unsigned short mode_flags(unsigned want) {
 #define WANT_READ(w) ((w) & (POLLER_IN | POLLER_PRI | POLLER_RDHUP))
 #define WANT_WRITE(w) ((w) & POLLER_OUT)
 
-/* Builds the changes that take fd from `have` to `want` into ch[]. */
+/* Builds the changes that take fd from `have` to `want` into ch[] (at most
+ * 4).  A filter whose mode changes (EV_CLEAR, EV_DISPATCH) is deleted and
+ * added again: re-adding an existing knote does not replace those flags
+ * everywhere. */
 static int build(struct kevent *ch, int fd, struct poller__fd *e,
                  unsigned have, unsigned want, int rearm, unsigned short extra) {
   int n = 0;
   void *ud = make_udata(fd, e->gen);
   unsigned short add = EV_ADD | EV_ENABLE | mode_flags(want) | extra;
-  if (WANT_READ(want)) {
-    if (!WANT_READ(have) || have != want || rearm)
-      EV_SET(&ch[n++], fd, EVFILT_READ, add, 0, 0, ud);
-  } else if (WANT_READ(have)) {
-    EV_SET(&ch[n++], fd, EVFILT_READ, EV_DELETE | extra, 0, 0, ud);
-  }
-  if (WANT_WRITE(want)) {
-    if (!WANT_WRITE(have) || have != want || rearm)
-      EV_SET(&ch[n++], fd, EVFILT_WRITE, add, 0, 0, ud);
-  } else if (WANT_WRITE(have)) {
-    EV_SET(&ch[n++], fd, EVFILT_WRITE, EV_DELETE | extra, 0, 0, ud);
+  int remode = have && want && mode_flags(have) != mode_flags(want);
+  static const short filters[2] = {EVFILT_READ, EVFILT_WRITE};
+  for (int f = 0; f < 2; f++) {
+    unsigned in_want = f == 0 ? WANT_READ(want) : WANT_WRITE(want);
+    unsigned in_have = f == 0 ? WANT_READ(have) : WANT_WRITE(have);
+    if (in_want) {
+      if (in_have && remode)
+        EV_SET(&ch[n++], fd, filters[f], EV_DELETE | extra, 0, 0, ud);
+      if (!in_have || have != want || rearm)
+        EV_SET(&ch[n++], fd, filters[f], add, 0, 0, ud);
+    } else if (in_have) {
+      EV_SET(&ch[n++], fd, filters[f], EV_DELETE | extra, 0, 0, ud);
+    }
   }
   return n;
 }
@@ -139,7 +144,7 @@ static int build(struct kevent *ch, int fd, struct poller__fd *e,
 static int kq_ctl(poller *p, int fd, struct poller__fd *e, unsigned have,
                   unsigned want, int rearm) {
   struct kqueue_state *s = p->bstate;
-  struct kevent ch[2], rc[2];
+  struct kevent ch[4], rc[4];
   int r;
   if (!want) {
     /* Synchronous removal.  ENOENT and EBADF mean the kernel already
