@@ -24,6 +24,7 @@
 #define FD_INTERNAL 0x10u   /* the poller's own wakeup fd */
 #define FD_EDGE_WAIT 0x20u  /* emulated ET: reported, awaiting not-ready */
 #define FD_FAILED 0x40u     /* dropped by the core, NVAL report pending */
+#define FD_MODES 0x400u     /* the interest has POLLER_ET or POLLER_ONESHOT */
 
 /* The saved entries of a registration stack below its top. */
 struct poller__stack {
@@ -158,7 +159,8 @@ static inline int poller__report_plain(const struct poller__fd *fds,
   if ((unsigned)fd >= nfds)
     return 0;
   const struct poller__fd *e = &fds[fd];
-  if (e->flags != FD_REGISTERED || (e->events & 0x300u) || e->gen != gen)
+  /* One compare says "registered, no mode, nothing pending". */
+  if (e->flags != FD_REGISTERED || e->gen != gen)
     return 0;
   o->fd = fd;
   o->events = bits;

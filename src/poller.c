@@ -412,7 +412,7 @@ static void filter(poller *p, poller_event *out, int from, int k, int *n,
     struct poller__fd *e = &fds[fd];
     /* The common case, first and cheapest: a plain level registration
      * with nothing special about it (the pipes benchmark's whole load). */
-    if (e->flags == FD_REGISTERED && !(e->events & MODE_BITS) &&
+    if (e->flags == FD_REGISTERED &&
         (out[i].gen == e->gen || !out[i].gen) && !(bits & POLLER_NVAL)) {
       bits &= (e->events & READY_BITS) | POLLER_ERR | POLLER_HUP;
       if (bits) {
@@ -627,7 +627,7 @@ static int do_add(poller *p, int fd, unsigned events, void *data) {
   if (gen == 0)
     gen = ++p->next_gen;
   e->flags &= (FD_QUEUED | FD_INSPECIAL);
-  e->flags |= FD_REGISTERED;
+  e->flags |= FD_REGISTERED | ((events & MODE_BITS) ? FD_MODES : 0);
   e->events = events;
   e->data = data;
   e->gen = gen;
@@ -645,7 +645,7 @@ static int do_add(poller *p, int fd, unsigned events, void *data) {
     special_add(p, fd, e);
     keep_fd_readable(p);
   } else if (r < 0) {
-    e->flags &= ~FD_REGISTERED;
+    e->flags &= ~(FD_REGISTERED | FD_MODES);
     e->data = NULL;
     e->events = 0;
     p->count--;
@@ -679,7 +679,9 @@ static void set_top(poller *p, int fd, struct poller__fd *e, unsigned events,
   if (events == (e->events & 0xffffu) && !(e->flags & FD_DISARMED))
     return; /* data only, or nothing: no system call */
   e->events = events; /* also clears the emulated-ET bits */
-  e->flags &= ~(FD_DISARMED | FD_EDGE_WAIT);
+  e->flags &= ~(FD_DISARMED | FD_EDGE_WAIT | FD_MODES);
+  if (events & MODE_BITS)
+    e->flags |= FD_MODES;
   queue_change(p, fd, e);
 }
 
