@@ -307,7 +307,7 @@ static int do_wait(PollerObject *self, PyObject *timeout, int maxevents) {
     return -1;
   }
   self->running = 1;
-  int n;
+  int n = 0;
   for (;;) {
     Py_BEGIN_ALLOW_THREADS n = poller_wait(self->p, self->events, maxevents, ms);
     Py_END_ALLOW_THREADS if (n != -EINTR) break;

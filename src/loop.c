@@ -352,16 +352,15 @@ static int wait_timeout(poller_loop *l, uint64_t end_ns) {
 /* Starting a handle must not trust its memory, which may be fresh stack
  * garbage: a handle already started on this loop is found by looking for
  * it in the loop's list, never by reading its fields. */
-#define LISTED(head, h)                                                        \
-  ({                                                                           \
-    int found_ = 0;                                                            \
-    for (__typeof__(head) it_ = (head); it_; it_ = it_->next)                  \
+#define IS_LISTED(found, type, head, h)                                        \
+  do {                                                                         \
+    (found) = 0;                                                               \
+    for (type *it_ = (head); it_; it_ = it_->next)                             \
       if (it_ == (h)) {                                                        \
-        found_ = 1;                                                            \
+        (found) = 1;                                                           \
         break;                                                                 \
       }                                                                        \
-    found_;                                                                    \
-  })
+  } while (0)
 
 /* ---- signals ---- */
 
@@ -420,7 +419,9 @@ int poller_signal_start(poller_loop *l, poller_signal *s, int signum,
   if (signum <= 0 || signum >= NSIGNALS || signum == SIGKILL ||
       signum == SIGSTOP)
     return -EINVAL;
-  if (LISTED(l->signals, s))
+  int listed;
+  IS_LISTED(listed, poller_signal, l->signals, s);
+  if (listed)
     return -EBUSY;
   pthread_mutex_lock(&sig_lock);
   int r = signals_join(l);
@@ -548,7 +549,9 @@ int poller_child_start(poller_loop *l, poller_child *c, pid_t pid,
     return -EFAULT;
   if (pid <= 0)
     return -EINVAL;
-  if (LISTED(l->children, c))
+  int listed;
+  IS_LISTED(listed, poller_child, l->children, c);
+  if (listed)
     return -EBUSY;
   *c = (poller_child){l, cb, arg, pid, -1, 0, NULL};
   int fd = open_pidfd(pid);
@@ -625,7 +628,7 @@ static void fs_stat(poller_fswatch *w) {
 static void on_inotify(poller_loop *l, int fd, unsigned events, void *arg) {
   (void)events;
   (void)arg;
-  char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+  _Alignas(struct inotify_event) char buf[4096];
   for (;;) {
     ssize_t n = read(fd, buf, sizeof buf);
     if (n <= 0)
@@ -688,7 +691,9 @@ int poller_fswatch_start(poller_loop *l, poller_fswatch *w, const char *path,
   if (!(events & 0x7fu) || (events & ~0x7fu))
     return -EINVAL;
 #ifdef __linux__
-  if (LISTED(l->watches, w))
+  int listed;
+  IS_LISTED(listed, poller_fswatch, l->watches, w);
+  if (listed)
     return -EBUSY;
   if (l->inotify_fd < 0) {
     int fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
@@ -758,7 +763,9 @@ int poller_async_start(poller_loop *l, poller_async *a, poller_async_cb cb,
                        void *arg) {
   if (!l || !a || !cb)
     return -EFAULT;
-  if (LISTED(l->asyncs, a))
+  int listed;
+  IS_LISTED(listed, poller_async, l->asyncs, a);
+  if (listed)
     return -EBUSY;
   a->loop = l;
   a->cb = cb;
