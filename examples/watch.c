@@ -1,83 +1,103 @@
 /*
  * watch.c - one loop watching a file, a child process and a signal at
- * once.
+ * once, through the loop's own handles (poller_fswatch, poller_child,
+ * poller_signal), which work on every backend.
  *
  * Usage: watch [file]
- * Without a file it makes one under /tmp and drives everything itself: a
- * child process appends to the file, renames it back and forth, sends
- * SIGUSR1 to the parent and exits with status 7.  The loop reports the
- * file changes, the signal and the child's exit status, then stops.  With
- * a file, it watches that file, SIGUSR1 and the same self-driving child.
- *
- * This version watches through plain fd watchers (poller_io_start) over
- * Linux descriptors: inotify for the file, signalfd for the signal, a
- * pidfd for the child (Linux 5.3+), which is what the loop's own signal,
- * child and file watchers do on Linux.  Elsewhere it says so and exits.
+ * Without a file it makes one under /tmp.  A child process appends to the
+ * file, renames it away and back, sends SIGUSR1 to the parent and exits
+ * with status 7.  The loop prints the file changes, the signal and the
+ * child's exit status, and returns when nothing is left to watch (a
+ * 5-second timer bounds the run).  Exits 0 when all three were seen.
  */
 #include "poller_loop.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
-#ifdef __linux__
-#include <sys/inotify.h>
-#include <sys/signalfd.h>
-#include <sys/syscall.h>
-#include <sys/wait.h>
-
 struct watch_state {
+  poller_fswatch file;
+  poller_child child;
+  poller_signal sig;
+  poller_timer deadline;
   int file_events, signals, exited;
-  pid_t child;
 };
 
-static void on_file(poller_loop *loop, int fd, unsigned events, void *arg) {
-  struct watch_state *st = arg;
-  char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
-  (void)loop;
-  (void)events;
-  ssize_t n = read(fd, buf, sizeof buf);
-  for (char *p = buf; n > 0 && p < buf + n;) {
-    struct inotify_event *ev = (struct inotify_event *)p;
-    printf("file:   %s%s%s%s\n", ev->mask & IN_MODIFY ? "write " : "",
-           ev->mask & IN_ATTRIB ? "attrib " : "",
-           ev->mask & IN_MOVE_SELF ? "rename " : "",
-           ev->mask & IN_DELETE_SELF ? "delete " : "");
-    st->file_events++;
-    p += sizeof *ev + ev->len;
-  }
+static void stop_all(struct watch_state *st) {
+  poller_fswatch_stop(&st->file);
+  poller_signal_stop(&st->sig);
+  poller_child_stop(&st->child);
+  poller_timer_stop(&st->deadline);
 }
 
-static void on_signal(poller_loop *loop, int fd, unsigned events, void *arg) {
-  struct watch_state *st = arg;
-  struct signalfd_siginfo si;
-  (void)loop;
-  (void)events;
-  while (read(fd, &si, sizeof si) == (ssize_t)sizeof si) {
-    printf("signal: %d (%s) from pid %u\n", (int)si.ssi_signo,
-           strsignal((int)si.ssi_signo), si.ssi_pid);
-    st->signals++;
-  }
+static void maybe_done(struct watch_state *st) {
+  if (st->exited && st->signals)
+    stop_all(st); /* nothing left: poller_loop_run returns */
 }
 
-static void on_child(poller_loop *loop, int fd, unsigned events, void *arg) {
+static void on_file(poller_fswatch *w, unsigned events, void *arg) {
   struct watch_state *st = arg;
-  int status;
-  (void)events;
-  if (waitpid(st->child, &status, WNOHANG) == st->child) {
-    if (WIFEXITED(status))
-      printf("child:  pid %d exited with status %d\n", (int)st->child,
-             WEXITSTATUS(status));
-    else
-      printf("child:  pid %d ended by signal %d\n", (int)st->child,
-             WTERMSIG(status));
-    st->exited = 1;
-    poller_io_stop(loop, fd);
+  (void)w;
+  printf("file:   %s%s%s%s%s%s\n", events & POLLER_FS_WRITE ? "write " : "",
+         events & POLLER_FS_EXTEND ? "extend " : "",
+         events & POLLER_FS_ATTRIB ? "attrib " : "",
+         events & POLLER_FS_LINK ? "link " : "",
+         events & POLLER_FS_RENAME ? "rename " : "",
+         events & POLLER_FS_DELETE ? "delete " : "");
+  st->file_events++;
+}
+
+static void on_signal(poller_signal *s, int signum, unsigned count,
+                      void *arg) {
+  struct watch_state *st = arg;
+  (void)s;
+  printf("signal: %s x%u\n", strsignal(signum), count);
+  st->signals += (int)count;
+  maybe_done(st);
+}
+
+static void on_child(poller_child *c, pid_t pid, int status, void *arg) {
+  struct watch_state *st = arg;
+  (void)c;
+  if (WIFEXITED(status))
+    printf("child:  %d exited with status %d\n", (int)pid,
+           WEXITSTATUS(status));
+  else
+    printf("child:  %d ended (wait status %#x)\n", (int)pid, status);
+  st->exited = 1;
+  maybe_done(st);
+}
+
+static void on_deadline(poller_timer *t, void *arg) {
+  (void)t;
+  printf("deadline reached\n");
+  stop_all(arg);
+}
+
+/* The child: changes the file, signals the parent, exits 7. */
+static void drive(const char *path, pid_t parent) {
+  char moved[4200];
+  snprintf(moved, sizeof moved, "%s.moved", path);
+  usleep(100000);
+  FILE *f = fopen(path, "a");
+  if (f) {
+    fputs("hello from the child\n", f);
+    fclose(f);
   }
+  usleep(50000);
+  if (rename(path, moved) == 0) {
+    usleep(50000);
+    rename(moved, path);
+  }
+  usleep(50000);
+  kill(parent, SIGUSR1);
+  usleep(50000);
+  _exit(7);
 }
 
 int main(int argc, char **argv) {
@@ -93,80 +113,48 @@ int main(int argc, char **argv) {
     path = tmp;
   }
   poller_loop *loop;
-  int rc = poller_loop_open(&loop, POLLER_AUTO);
-  if (rc < 0) {
-    fprintf(stderr, "loop: %s\n", poller_strerror(rc));
+  int r = poller_loop_open(&loop, POLLER_AUTO);
+  if (r < 0) {
+    fprintf(stderr, "poller_loop_open: %s\n", poller_strerror(r));
     return 1;
   }
-  struct watch_state st = {0, 0, 0, 0};
-
-  /* The signal: blocked, so it is only ever read from the signalfd. */
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGUSR1);
-  sigprocmask(SIG_BLOCK, &set, NULL);
-  int sfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
-  int ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-  if (sfd < 0 || ifd < 0 ||
-      inotify_add_watch(ifd, path,
-                        IN_MODIFY | IN_ATTRIB | IN_MOVE_SELF |
-                            IN_DELETE_SELF) < 0) {
-    perror(path);
-    return 1;
-  }
-  poller_io_start(loop, sfd, POLLER_IN, on_signal, &st);
-  poller_io_start(loop, ifd, POLLER_IN, on_file, &st);
-
-  /* The child: writes the file, renames it away and back, signals us. */
-  pid_t parent = getpid();
-  st.child = fork();
-  if (st.child == 0) {
-    usleep(100000);
-    FILE *f = fopen(path, "a");
-    if (f) {
-      fputs("hello from the child\n", f);
-      fclose(f);
-    }
-    char other[4200];
-    snprintf(other, sizeof other, "%s.renamed", path);
-    rename(path, other);
-    rename(other, path);
-    kill(parent, SIGUSR1);
-    usleep(100000);
-    _exit(7);
-  }
-  int pfd = (int)syscall(SYS_pidfd_open, st.child, 0);
-  if (pfd < 0) {
-    fprintf(stderr, "pidfd_open: %s (Linux 5.3+ needed)\n", strerror(errno));
-    return 1;
-  }
-  poller_io_start(loop, pfd, POLLER_IN, on_child, &st);
-  printf("watching %s, SIGUSR1 and child %d on %s\n", path, (int)st.child,
+  printf("watching %s, SIGUSR1 and a child on %s\n", path,
          poller_backend_name(poller_backend(poller_loop_poller(loop))));
-
-  /* Run until the child is gone and the rest was seen, 5 s at most. */
-  for (int i = 0; i < 100 && !(st.exited && st.signals && st.file_events);
-       i++)
-    poller_loop_run(loop, 50, 1);
-  poller_io_stop(loop, sfd);
-  poller_io_stop(loop, ifd);
-  if (!st.exited)
-    poller_io_stop(loop, pfd);
-  close(sfd);
-  close(ifd);
-  close(pfd);
+  struct watch_state st;
+  memset(&st, 0, sizeof st);
+  r = poller_fswatch_start(loop, &st.file, path, 0x7f, on_file, &st);
+  if (r < 0)
+    fprintf(stderr, "file watching unavailable: %s\n", poller_strerror(r));
+  if ((r = poller_signal_start(loop, &st.sig, SIGUSR1, on_signal, &st)) < 0) {
+    fprintf(stderr, "poller_signal_start: %s\n", poller_strerror(r));
+    return 1;
+  }
+  fflush(stdout);
+  pid_t parent = getpid();
+  pid_t pid = fork();
+  if (pid < 0) {
+    perror("fork");
+    return 1;
+  }
+  if (pid == 0)
+    drive(path, parent);
+  if ((r = poller_child_start(loop, &st.child, pid, on_child, &st)) < 0) {
+    fprintf(stderr, "poller_child_start: %s\n", poller_strerror(r));
+    return 1;
+  }
+  poller_timer_init(&st.deadline, on_deadline, &st);
+  poller_timer_start(loop, &st.deadline, 5000, 0);
+  r = poller_loop_run(loop, -1, -1);
+  stop_all(&st);
   poller_loop_close(loop);
   if (path == tmp)
     unlink(tmp);
+  if (r < 0) {
+    fprintf(stderr, "poller_loop_run: %s\n", poller_strerror(r));
+    return 1;
+  }
   int ok = st.exited && st.signals && st.file_events;
-  printf("%s\n", ok ? "saw a file change, a signal and a child exit"
-                    : "missing events");
+  printf("%s: %d file events, %d signals, child %s\n", ok ? "ok" : "FAILED",
+         st.file_events, st.signals, st.exited ? "reaped" : "missing");
   return ok ? 0 : 1;
 }
-#else
-int main(void) {
-  fprintf(stderr, "watch: this version needs Linux (inotify, signalfd, "
-                  "pidfd)\n");
-  return 0;
-}
-#endif
