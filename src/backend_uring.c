@@ -374,7 +374,7 @@ static int uring_wait(poller *p, poller_event *out, int max, int timeout_ms) {
       return -EINTR;
     }
   }
-  int n = 0;
+  int n = 0, raw = 0;
 again:;
   unsigned seen = 0;
   unsigned head;
@@ -421,7 +421,18 @@ again:;
     if (!(cqe->flags & IORING_CQE_F_MORE))
       e->bidx &= ~(int32_t)SLOT_ARMED; /* the request is finished */
     e->bidx |= (int32_t)SLOT_INBATCH;
-    out[n++] = (poller_event){fd, bits, NULL, gen};
+    /* Plain registrations get their final report here (the core's
+     * verdict, inlined); the rest are marked for the core's filter. */
+    /* The kernel may add bits that were not asked for (RDHUP): the
+     * interest masks them first, as poller__report_plain requires. */
+    unsigned asked = bits & ((e->events & 0x3fu) | POLLER_ERR | POLLER_HUP);
+    if (!asked || (bits & POLLER_NVAL) ||
+        !poller__report_plain(p->fds, (unsigned)p->nfds, &out[n], fd, asked,
+                              gen)) {
+      out[n] = (poller_event){fd, bits | POLLER__RAW, NULL, gen};
+      raw++;
+    }
+    n++;
   }
   io_uring_cq_advance(&s->ring, seen);
   if (n < max && cq_overflowed(s)) {
@@ -431,6 +442,7 @@ again:;
       goto again;
   }
 
+  p->nfinal = raw ? -1 : n;
   /* Level requests after each completion, and multishot requests the
    * kernel ended, are renewed at the next wait.  ONESHOT waits for
    * ctl(rearm). */
