@@ -11,8 +11,11 @@
  * Waits release the GIL.  A signal interrupts the wait (the poller is opened
  * with POLLER_OPT_REPORT_EINTR): the handlers run (PyErr_CheckSignals), an
  * exception they raise propagates, otherwise the wait resumes with the time
- * left (PEP 475).  Two threads polling one object get RuntimeError, as the
- * standard library's poll objects do.
+ * left (PEP 475, lessons 11).  Two threads polling one object get
+ * RuntimeError, as the standard library's poll objects do (selectmodule.c's
+ * poll_running); and because libpoller lets one thread at a time use a
+ * poller, changing the registrations from another thread while a poll runs
+ * raises RuntimeError too instead of racing with the wait.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -30,7 +33,11 @@ typedef struct {
   PyObject_HEAD poller *p;
   poller_event *events;
   int nevents;
+  /* Set while a poll (the wait and the building of its result) runs;
+   * owner is that thread.  The same thread may come back in only from a
+   * signal handler or a finalizer, when no wait is in progress. */
   int running;
+  unsigned long owner;
 } PollerObject;
 
 static PyObject *raise_errno(int err) {
@@ -46,25 +53,85 @@ static int check_open(PollerObject *self) {
   return 0;
 }
 
-static void drop_all(PollerObject *self) {
+/* Registrations may change unless another thread is inside poll(). */
+static int check_mutable(PollerObject *self) {
+  if (check_open(self) < 0)
+    return -1;
+  if (self->running && self->owner != PyThread_get_thread_ident()) {
+    PyErr_SetString(PyExc_RuntimeError,
+                    "registrations changed during a concurrent poll()");
+    return -1;
+  }
+  return 0;
+}
+
+/* Closes p (already detached from its object) and drops the references
+ * its registrations hold.  The references are dropped after poller_close,
+ * because a finalizer may run arbitrary code, including this object's
+ * methods.  Entries below the top of a stack are reachable only by popping
+ * them (no system call: the top stays registered). */
+static void release_all(poller *p) {
+  size_t cap = poller_count(p) + 16, n = 0;
+  PyObject **refs = PyMem_Malloc(cap * sizeof *refs);
+  poller_event key;
+  int fd = -1;
+  while (poller_next(p, fd, &key) == 0) {
+    fd = key.fd;
+    for (;;) {
+      if (n == cap) {
+        PyObject **r = refs ? PyMem_Realloc(refs, 2 * cap * sizeof *r) : NULL;
+        if (r) {
+          refs = r;
+          cap *= 2;
+        }
+      }
+      if (refs && n < cap)
+        refs[n++] = (PyObject *)key.data;
+      else
+        Py_XDECREF((PyObject *)key.data); /* out of memory: drop it now */
+      if (poller_depth(p, fd) <= 1 || poller_pop(p, fd) < 0 ||
+          poller_get(p, fd, &key) < 0)
+        break;
+    }
+  }
+  poller_close(p);
+  for (size_t i = 0; i < n; i++)
+    Py_XDECREF(refs[i]);
+  PyMem_Free(refs);
+}
+
+static int Poller_traverse(PollerObject *self, visitproc visit, void *arg) {
+  /* Another thread may be inside poller_wait, which updates the table: the
+   * references are not visited then (the waiting thread holds this object
+   * anyway, so it cannot be collected).  Entries below the top of a stack
+   * are not visible without popping; not visiting them only means a cycle
+   * through them is not collected. */
+  if (!self->p || self->running)
+    return 0;
   poller_event key;
   int fd = -1;
   while (poller_next(self->p, fd, &key) == 0) {
     fd = key.fd;
-    Py_XDECREF((PyObject *)key.data);
-    while (poller_depth(self->p, fd) > 1) {
-      poller_pop(self->p, fd);
-      poller_event top;
-      if (poller_get(self->p, fd, &top) == 0)
-        Py_XDECREF((PyObject *)top.data);
-    }
+    Py_VISIT((PyObject *)key.data);
   }
+  return 0;
+}
+
+static int Poller_clear(PollerObject *self) {
+  if (self->p && !self->running) {
+    poller *p = self->p;
+    self->p = NULL;
+    release_all(p);
+  }
+  return 0;
 }
 
 static void Poller_dealloc(PollerObject *self) {
+  PyObject_GC_UnTrack(self);
   if (self->p) {
-    drop_all(self);
-    poller_close(self->p);
+    poller *p = self->p;
+    self->p = NULL;
+    release_all(p);
   }
   PyMem_Free(self->events);
   Py_TYPE(self)->tp_free((PyObject *)self);
@@ -72,13 +139,33 @@ static void Poller_dealloc(PollerObject *self) {
 
 static int Poller_init(PollerObject *self, PyObject *args, PyObject *kw) {
   static char *kwlist[] = {"backend", "sizehint", NULL};
-  const char *name = "auto";
+  PyObject *backend = NULL;
   int sizehint = MAX_EVENTS_DEFAULT;
-  if (!PyArg_ParseTupleAndKeywords(args, kw, "|si", kwlist, &name, &sizehint))
+  if (!PyArg_ParseTupleAndKeywords(args, kw, "|Oi", kwlist, &backend,
+                                   &sizehint))
     return -1;
-  int b = poller_backend_from_name(name);
-  if (b < 0) {
-    PyErr_Format(PyExc_ValueError, "unknown backend %s", name);
+  int b = POLLER_AUTO;
+  if (backend && PyUnicode_Check(backend)) {
+    const char *name = PyUnicode_AsUTF8(backend);
+    if (!name)
+      return -1;
+    b = poller_backend_from_name(name);
+    if (b < 0) {
+      PyErr_Format(PyExc_ValueError, "unknown backend %R", backend);
+      return -1;
+    }
+  } else if (backend && PyLong_Check(backend)) {
+    long v = PyLong_AsLong(backend);
+    if (v == -1 && PyErr_Occurred())
+      return -1;
+    if (v < POLLER_AUTO || v > POLLER_URING) {
+      PyErr_Format(PyExc_ValueError, "unknown backend %ld", v);
+      return -1;
+    }
+    b = (int)v;
+  } else if (backend && backend != Py_None) {
+    PyErr_Format(PyExc_TypeError, "backend must be a str or int, not %.100s",
+                 Py_TYPE(backend)->tp_name);
     return -1;
   }
   if (sizehint < 1)
@@ -87,29 +174,35 @@ static int Poller_init(PollerObject *self, PyObject *args, PyObject *kw) {
     PyErr_SetString(PyExc_RuntimeError, "already initialised");
     return -1;
   }
+  poller_event *ev = PyMem_Malloc((size_t)sizehint * sizeof *ev);
+  if (!ev) {
+    PyErr_NoMemory();
+    return -1;
+  }
   int r = poller_open(&self->p, (enum poller_backend)b);
   if (r < 0) {
+    PyMem_Free(ev);
     self->p = NULL;
     raise_errno(r);
     return -1;
   }
   poller_option(self->p, POLLER_OPT_REPORT_EINTR, 1);
-  self->events = PyMem_Malloc((size_t)sizehint * sizeof(poller_event));
-  if (!self->events) {
-    PyErr_NoMemory();
-    return -1;
-  }
+  PyMem_Free(self->events);
+  self->events = ev;
   self->nevents = sizehint;
   return 0;
 }
 
-/* fd from an int or an object with fileno(), as the stdlib does. */
-static int get_fd(PyObject *obj) {
-  int fd = PyObject_AsFileDescriptor(obj);
-  return fd; /* -1 with ValueError/TypeError set on failure */
-}
+/* fd from an int or an object with fileno(), as the standard library does:
+ * -1 with ValueError (negative) or TypeError set on failure. */
+static int get_fd(PyObject *obj) { return PyObject_AsFileDescriptor(obj); }
 
 static int get_mask(PyObject *obj, unsigned *mask) {
+  if (!PyLong_Check(obj)) {
+    PyErr_Format(PyExc_TypeError, "events mask must be an int, not %.100s",
+                 Py_TYPE(obj)->tp_name);
+    return -1;
+  }
   unsigned long m = PyLong_AsUnsignedLong(obj);
   if (m == (unsigned long)-1 && PyErr_Occurred()) {
     if (PyErr_ExceptionMatches(PyExc_OverflowError)) {
@@ -126,6 +219,17 @@ static int get_mask(PyObject *obj, unsigned *mask) {
   return 0;
 }
 
+/* A libpoller error as the standard library spells it: a bad mask is
+ * ValueError, anything else OSError with the errno (FileExistsError,
+ * FileNotFoundError, ...). */
+static PyObject *raise_for(int r) {
+  if (r == -EINVAL) {
+    PyErr_SetString(PyExc_ValueError, "invalid events mask");
+    return NULL;
+  }
+  return raise_errno(r);
+}
+
 /* register(fd, events, data=None) and push(...): data defaults to the fd
  * number.  `push` selects poller_push (the registration stack) over
  * poller_add. */
@@ -134,7 +238,7 @@ static PyObject *add_or_push(PollerObject *self, PyObject *args, int push) {
   unsigned mask;
   if (!PyArg_ParseTuple(args, "OO|O", &fdobj, &maskobj, &data))
     return NULL;
-  if (check_open(self) < 0)
+  if (check_mutable(self) < 0)
     return NULL;
   int fd = get_fd(fdobj);
   if (fd < 0 || get_mask(maskobj, &mask) < 0)
@@ -148,11 +252,7 @@ static PyObject *add_or_push(PollerObject *self, PyObject *args, int push) {
                : poller_add(self->p, fd, mask, d);
   if (r < 0) {
     Py_DECREF(d);
-    if (r == -EINVAL) {
-      PyErr_SetString(PyExc_ValueError, "invalid events mask");
-      return NULL;
-    }
-    return raise_errno(r);
+    return raise_for(r);
   }
   Py_RETURN_NONE;
 }
@@ -161,12 +261,17 @@ static PyObject *Poller_register(PollerObject *self, PyObject *args) {
   return add_or_push(self, args, 0);
 }
 
+static PyObject *Poller_push(PollerObject *self, PyObject *args) {
+  return add_or_push(self, args, 1);
+}
+
+/* modify(fd, events, data=<unchanged>): the top of fd's stack. */
 static PyObject *Poller_modify(PollerObject *self, PyObject *args) {
   PyObject *fdobj, *maskobj, *data = NULL;
   unsigned mask;
   if (!PyArg_ParseTuple(args, "OO|O", &fdobj, &maskobj, &data))
     return NULL;
-  if (check_open(self) < 0)
+  if (check_mutable(self) < 0)
     return NULL;
   int fd = get_fd(fdobj);
   if (fd < 0 || get_mask(maskobj, &mask) < 0)
@@ -176,15 +281,11 @@ static PyObject *Poller_modify(PollerObject *self, PyObject *args) {
   if (r < 0)
     return raise_errno(r);
   PyObject *d = data ? data : (PyObject *)key.data;
-  Py_INCREF(d);
+  Py_XINCREF(d);
   r = poller_mod(self->p, fd, mask, d);
   if (r < 0) {
-    Py_DECREF(d);
-    if (r == -EINVAL) {
-      PyErr_SetString(PyExc_ValueError, "invalid events mask");
-      return NULL;
-    }
-    return raise_errno(r);
+    Py_XDECREF(d);
+    return raise_for(r);
   }
   Py_XDECREF((PyObject *)key.data);
   Py_RETURN_NONE;
@@ -192,28 +293,7 @@ static PyObject *Poller_modify(PollerObject *self, PyObject *args) {
 
 /* unregister(fd): removes the whole registration stack. */
 static PyObject *Poller_unregister(PollerObject *self, PyObject *fdobj) {
-  if (check_open(self) < 0)
-    return NULL;
-  int fd = get_fd(fdobj);
-  if (fd < 0)
-    return NULL;
-  if (poller_depth(self->p, fd) == 0)
-    return raise_errno(-ENOENT);
-  while (poller_depth(self->p, fd) > 0) {
-    poller_event key;
-    poller_get(self->p, fd, &key);
-    poller_pop(self->p, fd);
-    Py_XDECREF((PyObject *)key.data);
-  }
-  Py_RETURN_NONE;
-}
-
-static PyObject *Poller_push(PollerObject *self, PyObject *args) {
-  return add_or_push(self, args, 1);
-}
-
-static PyObject *Poller_pop(PollerObject *self, PyObject *fdobj) {
-  if (check_open(self) < 0)
+  if (check_mutable(self) < 0)
     return NULL;
   int fd = get_fd(fdobj);
   if (fd < 0)
@@ -222,7 +302,31 @@ static PyObject *Poller_pop(PollerObject *self, PyObject *fdobj) {
   int r = poller_get(self->p, fd, &key);
   if (r < 0)
     return raise_errno(r);
-  poller_pop(self->p, fd);
+  /* Pop entry by entry, so each one's reference is dropped once the table
+   * no longer holds it. */
+  while (r == 0) {
+    if (poller_pop(self->p, fd) < 0)
+      break;
+    Py_XDECREF((PyObject *)key.data);
+    r = poller_get(self->p, fd, &key);
+  }
+  Py_RETURN_NONE;
+}
+
+/* pop(fd) -> depth left: pops fd's registration stack. */
+static PyObject *Poller_pop(PollerObject *self, PyObject *fdobj) {
+  if (check_mutable(self) < 0)
+    return NULL;
+  int fd = get_fd(fdobj);
+  if (fd < 0)
+    return NULL;
+  poller_event key;
+  int r = poller_get(self->p, fd, &key);
+  if (r < 0)
+    return raise_errno(r);
+  r = poller_pop(self->p, fd);
+  if (r < 0)
+    return raise_errno(r);
   Py_XDECREF((PyObject *)key.data);
   return PyLong_FromLong(poller_depth(self->p, fd));
 }
@@ -237,163 +341,255 @@ static PyObject *Poller_get(PollerObject *self, PyObject *fdobj) {
   int r = poller_get(self->p, fd, &key);
   if (r < 0)
     return raise_errno(r);
-  return Py_BuildValue("(IO)", key.events, (PyObject *)key.data);
+  return Py_BuildValue("(IO)", key.events,
+                       key.data ? (PyObject *)key.data : Py_None);
 }
 
-/* Timeout in seconds (None: block) to whole ms, rounded up (lessons 12). */
-static int timeout_ms_of(PyObject *obj, double *deadline, int *ms) {
-  if (obj == Py_None) {
-    *ms = -1;
-    *deadline = -1;
+static PyObject *Poller_depth(PollerObject *self, PyObject *fdobj) {
+  if (check_open(self) < 0)
+    return NULL;
+  int fd = get_fd(fdobj);
+  if (fd < 0)
+    return NULL;
+  return PyLong_FromLong(poller_depth(self->p, fd));
+}
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* Seconds to whole ms, rounded up so a wait is never shorter than asked
+ * and never a zero-timeout spin (lessons 12). */
+static int ms_of(double s) {
+  if (s <= 0)
     return 0;
-  }
-  double t = PyFloat_AsDouble(obj);
-  if (t == -1 && PyErr_Occurred()) {
-    if (PyErr_ExceptionMatches(PyExc_TypeError)) {
-      PyErr_Clear();
-      PyErr_SetString(PyExc_TypeError, "timeout must be a number or None");
-    }
+  double m = ceil(s * 1e3);
+  return m > INT32_MAX ? INT32_MAX : (int)m;
+}
+
+/* timeout in seconds: None or negative blocks (as select.epoll.poll),
+ * 0 does not block.  Sets *ms and the absolute *deadline. */
+static int timeout_of(PyObject *obj, double *deadline, int *ms) {
+  *deadline = -1;
+  *ms = -1;
+  if (obj == Py_None)
+    return 0;
+  if (!PyFloat_Check(obj) && !PyLong_Check(obj) && !PyIndex_Check(obj) &&
+      !PyNumber_Check(obj)) {
+    PyErr_Format(PyExc_TypeError,
+                 "timeout must be a number or None, not %.100s",
+                 Py_TYPE(obj)->tp_name);
     return -1;
   }
+  double t = PyFloat_AsDouble(obj);
+  if (t == -1 && PyErr_Occurred())
+    return -1;
   if (isnan(t)) {
     PyErr_SetString(PyExc_ValueError, "Invalid value NaN (not a number)");
     return -1;
   }
-  if (t <= 0) {
-    *ms = 0;
-    *deadline = 0;
+  if (t < 0)
     return 0;
+  if (t > (double)INT32_MAX / 1e3) {
+    PyErr_SetString(PyExc_OverflowError, "timeout is too large");
+    return -1;
   }
-  double m = ceil(t * 1e3);
-  *ms = m > INT32_MAX ? INT32_MAX : (int)m;
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  *deadline = (double)ts.tv_sec + ts.tv_nsec / 1e9 + t;
+  *ms = ms_of(t);
+  *deadline = now_s() + t;
   return 0;
 }
 
-static int remaining_ms(double deadline) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  double left = deadline - ((double)ts.tv_sec + ts.tv_nsec / 1e9);
-  if (left <= 0)
-    return 0;
-  double m = ceil(left * 1e3);
-  return m > INT32_MAX ? INT32_MAX : (int)m;
-}
-
-/* The wait: GIL released, signals handled, PEP 475 retries.  Returns the
- * number of reports or -1 with an exception set. */
-static int do_wait(PollerObject *self, PyObject *timeout, int maxevents) {
-  double deadline;
-  int ms;
-  if (check_open(self) < 0 || timeout_ms_of(timeout, &deadline, &ms) < 0)
+/* Checks the timeout and the running guard and makes room for maxevents
+ * (grown outside the wait).  Sets self->running on success. */
+static int wait_begin(PollerObject *self, PyObject *timeout, int *maxevents,
+                      int *ms, double *deadline) {
+  if (check_open(self) < 0 || timeout_of(timeout, deadline, ms) < 0)
     return -1;
-  if (maxevents <= 0)
-    maxevents = self->nevents;
-  if (maxevents > self->nevents) {
-    /* Grown outside the wait, so every ready fd fits in one call. */
+  if (self->running) {
+    PyErr_SetString(PyExc_RuntimeError, "concurrent poll() invocation");
+    return -1;
+  }
+  if (*maxevents <= 0) {
+    size_t c = poller_count(self->p);
+    *maxevents = c < 1 ? 1 : c > INT_MAX / 2 ? INT_MAX / 2 : (int)c;
+  }
+  if (*maxevents > self->nevents) {
     poller_event *ev =
-        PyMem_Realloc(self->events, (size_t)maxevents * sizeof *ev);
+        PyMem_Realloc(self->events, (size_t)*maxevents * sizeof *ev);
     if (!ev) {
       PyErr_NoMemory();
       return -1;
     }
     self->events = ev;
-    self->nevents = maxevents;
-  }
-  if (self->running) {
-    PyErr_SetString(PyExc_RuntimeError, "concurrent poll() invocation");
-    return -1;
+    self->nevents = *maxevents;
   }
   self->running = 1;
-  int n = 0;
+  self->owner = PyThread_get_thread_ident();
+  return 0;
+}
+
+/* The wait: GIL released, signals handled, PEP 475 retries.  Returns the
+ * number of reports or -1 with an exception set (running cleared). */
+static int do_wait(PollerObject *self, int maxevents, int ms,
+                   double deadline) {
+  int n;
   for (;;) {
-    Py_BEGIN_ALLOW_THREADS n = poller_wait(self->p, self->events, maxevents, ms);
-    Py_END_ALLOW_THREADS if (n != -EINTR) break;
+    Py_BEGIN_ALLOW_THREADS;
+    n = poller_wait(self->p, self->events, maxevents, ms);
+    Py_END_ALLOW_THREADS;
+    if (n != -EINTR)
+      break;
+    /* The handlers run with no wait in progress, so they may change the
+     * registrations; close() stays refused while running is set. */
     if (PyErr_CheckSignals() < 0) {
       self->running = 0;
       return -1;
     }
     if (ms > 0)
-      ms = remaining_ms(deadline);
+      ms = ms_of(deadline - now_s()); /* 0 makes one last, fresh poll */
   }
-  self->running = 0;
   if (n < 0) {
+    self->running = 0;
     raise_errno(n);
     return -1;
   }
   return n;
 }
 
+/* A report of a registration that poller dropped (the kernel refused a
+ * deferred change): the table no longer holds it, so the reference its
+ * data held passes to us.  poll's and select's POLLER_NVAL for a closed
+ * fd keeps the registration (same generation) and is not one of these. */
+static int report_dropped(PollerObject *self, const poller_event *ev) {
+  poller_event key;
+  return (ev->events & POLLER_NVAL) &&
+         (poller_get(self->p, ev->fd, &key) < 0 || key.gen != ev->gen);
+}
+
+/* Drops the references handed over by dropped registrations, then ends the
+ * poll.  Done while running is still set: a finalizer that polls again
+ * must not overwrite self->events under this loop. */
+static void wait_end(PollerObject *self, int n) {
+  for (int i = 0; i < n; i++)
+    if ((self->events[i].events & POLLER_NVAL) && self->events[i].data &&
+        report_dropped(self, &self->events[i])) {
+      PyObject *d = (PyObject *)self->events[i].data;
+      self->events[i].data = NULL;
+      Py_DECREF(d);
+    }
+  self->running = 0;
+}
+
 /* poll(timeout=None, maxevents=-1) -> [(fd, events)] */
-static PyObject *Poller_poll(PollerObject *self, PyObject *args) {
+static PyObject *Poller_poll(PollerObject *self, PyObject *args,
+                             PyObject *kw) {
+  static char *kwlist[] = {"timeout", "maxevents", NULL};
   PyObject *timeout = Py_None;
-  int maxevents = -1;
-  if (!PyArg_ParseTuple(args, "|Oi", &timeout, &maxevents))
+  int maxevents = -1, ms;
+  double deadline;
+  if (!PyArg_ParseTupleAndKeywords(args, kw, "|Oi", kwlist, &timeout,
+                                   &maxevents))
     return NULL;
-  int n = do_wait(self, timeout, maxevents);
+  if (maxevents <= 0)
+    maxevents = self->nevents;
+  if (wait_begin(self, timeout, &maxevents, &ms, &deadline) < 0)
+    return NULL;
+  int n = do_wait(self, maxevents, ms, deadline);
   if (n < 0)
     return NULL;
   PyObject *list = PyList_New(n);
-  if (!list)
-    return NULL;
-  for (int i = 0; i < n; i++) {
-    PyObject *t = Py_BuildValue("(iI)", self->events[i].fd,
-                                self->events[i].events);
-    if (!t) {
-      Py_DECREF(list);
-      return NULL;
-    }
-    PyList_SET_ITEM(list, i, t);
+  for (int i = 0; list && i < n; i++) {
+    PyObject *t =
+        Py_BuildValue("(iI)", self->events[i].fd, self->events[i].events);
+    if (!t)
+      Py_CLEAR(list);
+    else
+      PyList_SET_ITEM(list, i, t);
   }
+  wait_end(self, n);
   return list;
 }
 
-/* select_keys(timeout=None, maxevents=-1) -> [(data, ready)] where ready
- * is the selectors' EVENT_READ/EVENT_WRITE view (ERR and HUP count as
- * both, as EpollSelector does), masked by the key's own events (the data
- * object's .events when it has one, else the interest). */
-static PyObject *Poller_select_keys(PollerObject *self, PyObject *args) {
+/* The selectors' view of a report: EVENT_READ (1) / EVENT_WRITE (2), with
+ * ERR and HUP counting as both (as the standard library's EpollSelector
+ * and PollSelector do). */
+static inline unsigned selector_bits(unsigned bits) {
+  unsigned ready = 0;
+  if (bits & ~(unsigned)POLLER_IN)
+    ready |= 2;
+  if (bits & ~(unsigned)POLLER_OUT)
+    ready |= 1;
+  return ready;
+}
+
+/* The interest of a dropped registration, from its data's .events (a
+ * SelectorKey's) when it has one. */
+static unsigned dropped_interest(PyObject *data) {
+  unsigned m = 3;
+  PyObject *ev = data ? PyObject_GetAttrString(data, "events") : NULL;
+  if (ev && PyLong_Check(ev))
+    m = (unsigned)PyLong_AsUnsignedLongMask(ev) & 3u;
+  Py_XDECREF(ev);
+  PyErr_Clear();
+  return m;
+}
+
+/* select_keys(timeout=None, maxevents=-1) -> [(data, ready)], the selectors'
+ * select() in C.  maxevents -1 makes room for every registered fd (as
+ * EpollSelector does).  A report is kept only when it belongs to the
+ * registration now in force (generation) and some of its selector bits are
+ * in that registration's interest; the data is read from the table, not
+ * the report, so a data-only modify() is always seen. */
+static PyObject *Poller_select_keys(PollerObject *self, PyObject *args,
+                                    PyObject *kw) {
+  static char *kwlist[] = {"timeout", "maxevents", NULL};
   PyObject *timeout = Py_None;
-  int maxevents = -1;
-  if (!PyArg_ParseTuple(args, "|Oi", &timeout, &maxevents))
+  int maxevents = -1, ms;
+  double deadline;
+  if (!PyArg_ParseTupleAndKeywords(args, kw, "|Oi", kwlist, &timeout,
+                                   &maxevents))
     return NULL;
-  int n = do_wait(self, timeout, maxevents);
+  if (wait_begin(self, timeout, &maxevents, &ms, &deadline) < 0)
+    return NULL;
+  int n = do_wait(self, maxevents, ms, deadline);
   if (n < 0)
     return NULL;
-  PyObject *list = PyList_New(0);
-  if (!list)
-    return NULL;
-  for (int i = 0; i < n; i++) {
+  PyObject *list = PyList_New(n);
+  Py_ssize_t k = 0;
+  for (int i = 0; list && i < n; i++) {
     poller_event *ev = &self->events[i];
-    unsigned bits = ev->events, ready = 0;
-    if (bits & ~(unsigned)POLLER_IN)
-      ready |= 2;
-    if (bits & ~(unsigned)POLLER_OUT)
-      ready |= 1;
     poller_event key;
-    if (poller_get(self->p, ev->fd, &key) < 0 || key.gen != ev->gen)
+    PyObject *data;
+    unsigned ready = selector_bits(ev->events);
+    if (poller_get(self->p, ev->fd, &key) == 0 && key.gen == ev->gen) {
+      ready &= key.events;
+      data = (PyObject *)key.data;
+    } else if ((ev->events & POLLER_NVAL) && ev->data) {
+      /* Dropped by poller: the caller learns of it as a ready fd, as
+       * PollSelector reports POLLNVAL; wait_end releases the data. */
+      data = (PyObject *)ev->data;
+      ready &= dropped_interest(data);
+    } else {
       continue;
-    ready &= key.events & 3u;
-    if (!ready)
+    }
+    if (!ready || !data)
       continue;
     PyObject *t = PyTuple_New(2);
     if (!t) {
-      Py_DECREF(list);
-      return NULL;
+      Py_CLEAR(list);
+      break;
     }
-    PyObject *data = (PyObject *)ev->data;
     Py_INCREF(data);
     PyTuple_SET_ITEM(t, 0, data);
     PyTuple_SET_ITEM(t, 1, PyLong_FromUnsignedLong(ready));
-    if (PyList_Append(list, t) < 0) {
-      Py_DECREF(t);
-      Py_DECREF(list);
-      return NULL;
-    }
-    Py_DECREF(t);
+    PyList_SET_ITEM(list, k++, t);
   }
+  /* Unused slots are NULL; a slice deletion drops them. */
+  if (list && k < n && PyList_SetSlice(list, k, n, NULL) < 0)
+    Py_CLEAR(list);
+  wait_end(self, n);
   return list;
 }
 
@@ -412,6 +608,17 @@ static PyObject *Poller_fileno(PollerObject *self, PyObject *noargs) {
   return PyLong_FromLong(poller_fd(self->p));
 }
 
+/* flush(): applies the queued interest changes now (poller_flush). */
+static PyObject *Poller_flush(PollerObject *self, PyObject *noargs) {
+  (void)noargs;
+  if (check_mutable(self) < 0)
+    return NULL;
+  int r = poller_flush(self->p);
+  if (r < 0)
+    return raise_errno(r);
+  Py_RETURN_NONE;
+}
+
 static PyObject *Poller_close(PollerObject *self, PyObject *noargs) {
   (void)noargs;
   if (self->running) {
@@ -419,11 +626,24 @@ static PyObject *Poller_close(PollerObject *self, PyObject *noargs) {
     return NULL;
   }
   if (self->p) {
-    drop_all(self);
-    poller_close(self->p);
+    poller *p = self->p;
     self->p = NULL;
+    release_all(p);
   }
   Py_RETURN_NONE;
+}
+
+static PyObject *Poller_enter(PollerObject *self, PyObject *noargs) {
+  (void)noargs;
+  if (check_open(self) < 0)
+    return NULL;
+  Py_INCREF(self);
+  return (PyObject *)self;
+}
+
+static PyObject *Poller_exit(PollerObject *self, PyObject *args) {
+  (void)args;
+  return Poller_close(self, NULL);
 }
 
 static PyObject *Poller_get_closed(PollerObject *self, void *c) {
@@ -438,9 +658,13 @@ static PyObject *Poller_get_backend(PollerObject *self, void *c) {
   return PyUnicode_FromString(poller_backend_name(poller_backend(self->p)));
 }
 
-static PyObject *Poller_len(PollerObject *self, PyObject *noargs) {
+static PyObject *Poller_count(PollerObject *self, PyObject *noargs) {
   (void)noargs;
   return PyLong_FromSize_t(self->p ? poller_count(self->p) : 0);
+}
+
+static Py_ssize_t Poller_len(PollerObject *self) {
+  return self->p ? (Py_ssize_t)poller_count(self->p) : 0;
 }
 
 static PyObject *Poller_stats(PollerObject *self, PyObject *noargs) {
@@ -455,29 +679,45 @@ static PyObject *Poller_stats(PollerObject *self, PyObject *noargs) {
 }
 
 static PyMethodDef Poller_methods[] = {
-    {"stats", (PyCFunction)Poller_stats, METH_NOARGS,
-     "stats() -> the poller's counters (waits, syscalls, events, ...)"},
     {"register", (PyCFunction)Poller_register, METH_VARARGS,
-     "register(fd, events, data=None): add a registration"},
+     "register(fd, events, data=None): add a registration (poller_add)"},
     {"modify", (PyCFunction)Poller_modify, METH_VARARGS,
-     "modify(fd, events, data=None): change the top registration"},
+     "modify(fd, events, data=<unchanged>): change the top registration"},
     {"unregister", (PyCFunction)Poller_unregister, METH_O,
-     "unregister(fd): remove fd (its whole stack)"},
+     "unregister(fd): remove fd with its whole stack (poller_del)"},
     {"push", (PyCFunction)Poller_push, METH_VARARGS,
      "push(fd, events, data=None): push onto fd's registration stack"},
     {"pop", (PyCFunction)Poller_pop, METH_O,
      "pop(fd) -> depth left: pop fd's registration stack"},
-    {"get", (PyCFunction)Poller_get, METH_O, "get(fd) -> (events, data)"},
-    {"poll", (PyCFunction)Poller_poll, METH_VARARGS,
-     "poll(timeout=None, maxevents=-1) -> [(fd, events)], timeout in s"},
-    {"select_keys", (PyCFunction)Poller_select_keys, METH_VARARGS,
-     "select_keys(timeout=None, maxevents=-1) -> [(data, ready)]"},
+    {"get", (PyCFunction)Poller_get, METH_O,
+     "get(fd) -> (events, data) of the registration in force"},
+    {"depth", (PyCFunction)Poller_depth, METH_O,
+     "depth(fd) -> depth of fd's registration stack (0: not registered)"},
+    {"poll", (PyCFunction)(void (*)(void))Poller_poll,
+     METH_VARARGS | METH_KEYWORDS,
+     "poll(timeout=None, maxevents=-1) -> [(fd, events)]; timeout in\n"
+     "seconds, None or negative blocks"},
+    {"wait", (PyCFunction)(void (*)(void))Poller_poll,
+     METH_VARARGS | METH_KEYWORDS, "wait(timeout=None, maxevents=-1): poll"},
+    {"select_keys", (PyCFunction)(void (*)(void))Poller_select_keys,
+     METH_VARARGS | METH_KEYWORDS,
+     "select_keys(timeout=None, maxevents=-1) -> [(data, ready)] with ready\n"
+     "in selectors' EVENT_READ/EVENT_WRITE bits"},
     {"wakeup", (PyCFunction)Poller_wakeup, METH_NOARGS,
-     "wakeup(): make a poll in progress return"},
+     "wakeup(): make a poll in progress (or the next one) return"},
     {"fileno", (PyCFunction)Poller_fileno, METH_NOARGS,
-     "fileno() -> the kernel object's fd, or -1"},
-    {"close", (PyCFunction)Poller_close, METH_NOARGS, "close()"},
-    {"count", (PyCFunction)Poller_len, METH_NOARGS, "registered fds"},
+     "fileno() -> the kernel object's fd (epoll, io_uring, kqueue), or -1"},
+    {"fd", (PyCFunction)Poller_fileno, METH_NOARGS, "fd(): fileno()"},
+    {"flush", (PyCFunction)Poller_flush, METH_NOARGS,
+     "flush(): apply the queued interest changes now"},
+    {"close", (PyCFunction)Poller_close, METH_NOARGS,
+     "close(): release the poller; the fds stay open"},
+    {"count", (PyCFunction)Poller_count, METH_NOARGS,
+     "count() -> registered fds"},
+    {"stats", (PyCFunction)Poller_stats, METH_NOARGS,
+     "stats() -> the poller's counters (waits, syscalls, events, ...)"},
+    {"__enter__", (PyCFunction)Poller_enter, METH_NOARGS, NULL},
+    {"__exit__", (PyCFunction)Poller_exit, METH_VARARGS, NULL},
     {NULL, NULL, 0, NULL}};
 
 static PyGetSetDef Poller_getset[] = {
@@ -485,12 +725,20 @@ static PyGetSetDef Poller_getset[] = {
     {"backend", (getter)Poller_get_backend, NULL, "the backend's name", NULL},
     {NULL, NULL, NULL, NULL, NULL}};
 
+static PySequenceMethods Poller_as_sequence = {
+    .sq_length = (lenfunc)Poller_len,
+};
+
 static PyTypeObject PollerType = {
     PyVarObject_HEAD_INIT(NULL, 0).tp_name = "poller._poller.Poller",
     .tp_basicsize = sizeof(PollerObject),
     .tp_dealloc = (destructor)Poller_dealloc,
-    .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = "Poller(backend='auto'): a libpoller instance",
+    .tp_as_sequence = &Poller_as_sequence,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "Poller(backend='auto', sizehint=1024): a libpoller instance.\n"
+              "backend is a name (auto, select, poll, epoll, kqueue, uring)",
+    .tp_traverse = (traverseproc)Poller_traverse,
+    .tp_clear = (inquiry)Poller_clear,
     .tp_methods = Poller_methods,
     .tp_getset = Poller_getset,
     .tp_init = (initproc)Poller_init,
@@ -502,11 +750,12 @@ static PyObject *mod_available(PyObject *m, PyObject *noargs) {
   (void)noargs;
   PyObject *list = PyList_New(0);
   unsigned bits = poller_available();
-  for (int b = 1; b <= POLLER_URING; b++)
+  for (int b = 1; list && b <= POLLER_URING; b++)
     if (bits & (1u << b)) {
       PyObject *s = PyUnicode_FromString(poller_backend_name(b));
-      PyList_Append(list, s);
-      Py_DECREF(s);
+      if (!s || PyList_Append(list, s) < 0)
+        Py_CLEAR(list);
+      Py_XDECREF(s);
     }
   return list;
 }
@@ -527,15 +776,22 @@ PyMODINIT_FUNC PyInit__poller(void) {
   if (!m)
     return NULL;
   Py_INCREF(&PollerType);
-  PyModule_AddObject(m, "Poller", (PyObject *)&PollerType);
-  PyModule_AddIntConstant(m, "IN", POLLER_IN);
-  PyModule_AddIntConstant(m, "OUT", POLLER_OUT);
-  PyModule_AddIntConstant(m, "PRI", POLLER_PRI);
-  PyModule_AddIntConstant(m, "ERR", POLLER_ERR);
-  PyModule_AddIntConstant(m, "HUP", POLLER_HUP);
-  PyModule_AddIntConstant(m, "RDHUP", POLLER_RDHUP);
-  PyModule_AddIntConstant(m, "NVAL", POLLER_NVAL);
-  PyModule_AddIntConstant(m, "ET", POLLER_ET);
-  PyModule_AddIntConstant(m, "ONESHOT", POLLER_ONESHOT);
+  if (PyModule_AddObject(m, "Poller", (PyObject *)&PollerType) < 0) {
+    Py_DECREF(&PollerType);
+    Py_DECREF(m);
+    return NULL;
+  }
+  if (PyModule_AddIntConstant(m, "IN", POLLER_IN) < 0 ||
+      PyModule_AddIntConstant(m, "OUT", POLLER_OUT) < 0 ||
+      PyModule_AddIntConstant(m, "PRI", POLLER_PRI) < 0 ||
+      PyModule_AddIntConstant(m, "ERR", POLLER_ERR) < 0 ||
+      PyModule_AddIntConstant(m, "HUP", POLLER_HUP) < 0 ||
+      PyModule_AddIntConstant(m, "RDHUP", POLLER_RDHUP) < 0 ||
+      PyModule_AddIntConstant(m, "NVAL", POLLER_NVAL) < 0 ||
+      PyModule_AddIntConstant(m, "ET", POLLER_ET) < 0 ||
+      PyModule_AddIntConstant(m, "ONESHOT", POLLER_ONESHOT) < 0) {
+    Py_DECREF(m);
+    return NULL;
+  }
   return m;
 }

@@ -84,9 +84,13 @@ class _PollerSelector(_selectors._BaseSelectorImpl):
         return key
 
     def select(self, timeout=None):
+        # select_keys waits in C with the GIL released, rounds the timeout
+        # up to whole ms and makes room for every registered fd, as
+        # EpollSelector does; a negative timeout means "do not block" here
+        # but "block" to the low-level poll, hence the clamp.
         if timeout is not None and timeout <= 0:
             timeout = 0
-        return self._selector.select_keys(timeout, max(len(self._fd_to_key), 1))
+        return self._selector.select_keys(timeout)
 
     def close(self):
         self._selector.close()
@@ -143,22 +147,27 @@ class Select:
         self._poller = Poller(self._backend)
 
     def register(self, fd, mask=None):
+        """Pushes mask (default: INMASK | OUTMASK | ERRMASK) onto fd's
+        registration stack; fd is an int or has fileno()."""
         if mask is None:
             mask = self.INMASK | self.OUTMASK | self.ERRMASK
-        if hasattr(fd, "fileno"):
-            fd = fd.fileno()
         self._poller.push(fd, mask)
 
     def unregister(self, fd):
-        if hasattr(fd, "fileno"):
-            fd = fd.fileno()
+        """Pops the top of fd's registration stack; KeyError when fd is
+        not registered."""
         try:
             self._poller.pop(fd)
         except FileNotFoundError:
             raise KeyError(fd) from None
 
     def poll(self, timeout=None):
+        """Waits up to timeout seconds (None blocks) and returns
+        [(fd, mask)], mask an OR of INMASK, OUTMASK and ERRMASK bits."""
         return self._poller.poll(timeout)
+
+    def fileno(self):
+        return self._poller.fileno()
 
     def close(self):
         self._poller.close()

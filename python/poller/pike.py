@@ -3,38 +3,51 @@
 A Transport wraps a non-blocking socket.  The poller watches every channel
 for reading, and for writing only while it is connecting or while a write
 is deferred (pike's rule), so an idle connection never wakes the loop.
+
+The poller is the low-level poller._poller.Poller (any backend), driven
+from Python: poll() waits once and hands the ready fds to
+process_readables and process_writables.
 """
 import errno
+import os
 import socket
 import time
 
 from ._poller import Poller, IN, OUT, ERR, HUP
 
+# Errors of a non-blocking socket that mean "not now", not "broken".
+_RETRY = (errno.EAGAIN, errno.EWOULDBLOCK, errno.EINPROGRESS, errno.EINTR)
+
 
 class Transport:
     """A connection watched by a BasePoller.  Subclasses override the
-    handle_* methods."""
+    handle_* methods.  `connected` is False until the connect completed
+    (handle_connect_event) and again once the connection is closed."""
 
     def __init__(self, sock=None, poller=None):
         self.socket = sock
         self.connected = False
         self.poller = poller
+        self.error = None
 
     def fileno(self):
         return self.socket.fileno()
 
     def connect(self, address):
         """Starts a non-blocking connect; completion comes as
-        handle_connect_event (or handle_error)."""
+        handle_connect_event when the socket turns writable."""
         self.socket.setblocking(False)
         err = self.socket.connect_ex(address)
-        if err not in (0, errno.EINPROGRESS, errno.EWOULDBLOCK):
-            raise OSError(err, errno.errorcode.get(err, str(err)))
+        if err and err not in _RETRY:
+            raise OSError(err, os.strerror(err))
 
     def handle_connect_event(self):
+        """The socket turned writable while connecting: SO_ERROR tells
+        whether the connect succeeded (then handle_connect) or failed
+        (then handle_error with the OSError)."""
         err = self.socket.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
         if err:
-            self.handle_error(OSError(err, errno.errorcode.get(err, str(err))))
+            self.handle_error(OSError(err, os.strerror(err)))
             return
         self.connected = True
         self.handle_connect()
@@ -49,89 +62,120 @@ class Transport:
         pass
 
     def handle_close(self):
+        """Stops watching the socket and closes it."""
+        self.connected = False
         if self.poller is not None:
             self.poller.del_channel(self)
-        self.socket.close()
+        if self.socket is not None:
+            self.socket.close()
 
     def handle_error(self, exc=None):
+        """An exception from a handler, or a failed connect: exc is kept in
+        self.error and the transport is closed."""
+        self.error = exc
         self.handle_close()
 
 
 class BasePoller:
     """pike's BasePoller: add_channel, del_channel, defer_write, loop,
-    poll, process_readables and process_writables."""
+    poll, process_readables and process_writables, over one libpoller
+    backend ("auto" by default)."""
 
     def __init__(self, backend="auto"):
         self._poller = Poller(backend)
-        self.connections = {}
-        self.deferred_writers = set()
+        self.connections = {}          # fd -> Transport
+        self.deferred_writers = set()  # fds with a deferred write
 
-    def _mask(self, t):
-        mask = IN
-        if not t.connected or t.fileno() in self.deferred_writers:
-            mask |= OUT
-        return mask
+    def _mask(self, fd, t):
+        if not t.connected or fd in self.deferred_writers:
+            return IN | OUT
+        return IN
 
     def add_channel(self, transport):
         """Begins watching the transport for read (and connect) events."""
         fd = transport.fileno()
+        if fd < 0:
+            raise ValueError("transport has no open socket")
+        self._poller.register(fd, self._mask(fd, transport))
         transport.poller = self
+        transport._poller_fd = fd
         self.connections[fd] = transport
-        self._poller.register(fd, self._mask(transport))
 
     def del_channel(self, transport):
-        """Stops watching the transport."""
-        fd = transport.fileno()
-        if self.connections.pop(fd, None) is None:
+        """Stops watching the transport (also after its socket was closed:
+        the fd it was added with is remembered)."""
+        fd = getattr(transport, "_poller_fd", None)
+        if fd is None or self.connections.get(fd) is not transport:
             return
+        del self.connections[fd]
+        transport._poller_fd = None
         self.deferred_writers.discard(fd)
-        try:
-            self._poller.unregister(fd)
-        except OSError:
-            pass
+        if not self._poller.closed:
+            try:
+                self._poller.unregister(fd)
+            except OSError:
+                pass
 
     def defer_write(self, transport):
         """handle_write runs once the transport is writable."""
-        fd = transport.fileno()
-        if fd in self.connections and fd not in self.deferred_writers:
+        fd = getattr(transport, "_poller_fd", None)
+        if fd is None or self.connections.get(fd) is not transport:
+            raise KeyError(transport)
+        if fd not in self.deferred_writers:
             self.deferred_writers.add(fd)
-            self._poller.modify(fd, self._mask(transport))
+            self._poller.modify(fd, self._mask(fd, transport))
 
     def loop(self, timeout=None, count=None):
-        """Runs until count iterations, timeout seconds, or no channels."""
+        """Runs poll() until count iterations were made, timeout seconds
+        passed, or no channel is left.  Returns the iterations made."""
         end = None if timeout is None else time.monotonic() + timeout
         n = 0
         while self.connections:
             if count is not None and n >= count:
                 break
-            if end is not None and time.monotonic() >= end:
-                break
-            self.poll(None if end is None else max(0.0, end - time.monotonic()))
+            left = None
+            if end is not None:
+                left = end - time.monotonic()
+                if left <= 0:
+                    break
+            self.poll(left)
             n += 1
         return n
 
     def poll(self, timeout=None):
-        """One iteration: wait, then process readables and writables."""
+        """One iteration: waits up to timeout seconds (None blocks), then
+        calls process_readables and process_writables with the ready fds.
+        An error or hang-up counts as both, so the handlers see it."""
         events = self._poller.poll(timeout)
-        readables = [fd for fd, ev in events if ev & (IN | ERR | HUP)]
-        writables = [fd for fd, ev in events if ev & (OUT | ERR | HUP)]
-        self.process_readables(readables)
-        self.process_writables(writables)
+        self.process_readables([fd for fd, ev in events if ev & (IN | ERR | HUP)])
+        self.process_writables([fd for fd, ev in events if ev & (OUT | ERR | HUP)])
 
     def process_readables(self, readables):
+        """handle_read for each connected transport in readables; then
+        handle_error if it raised, or handle_close if it left the transport
+        no longer connected."""
         for fd in readables:
             t = self.connections.get(fd)
             if t is None or not t.connected:
-                continue
+                continue  # a connect in progress completes as writable
             try:
                 t.handle_read()
+            except OSError as exc:
+                if exc.errno in _RETRY:
+                    continue
+                t.handle_error(exc)
+                continue
             except Exception as exc:
                 t.handle_error(exc)
                 continue
-            if fd in self.connections and t.socket.fileno() < 0:
+            if self.connections.get(fd) is t and not t.connected:
                 t.handle_close()
 
     def process_writables(self, writables):
+        """For each transport in writables: handle_connect_event while it is
+        not connected, otherwise handle_write after taking it off the
+        deferred writers (so writability is watched again only if it defers
+        another write); handle_error if a handler raised."""
         for fd in writables:
             t = self.connections.get(fd)
             if t is None:
@@ -139,14 +183,23 @@ class BasePoller:
             try:
                 if not t.connected:
                     t.handle_connect_event()
-                    if fd in self.connections:
-                        self._poller.modify(fd, self._mask(t))
-                else:
+                elif fd in self.deferred_writers:
                     self.deferred_writers.discard(fd)
-                    self._poller.modify(fd, self._mask(t))
-                    t.handle_write()
+                    try:
+                        t.handle_write()
+                    except OSError as exc:
+                        if exc.errno not in _RETRY:
+                            raise
+                        self.deferred_writers.add(fd)  # still to be written
+                else:
+                    continue  # an error or hang-up: handle_read sees it
             except Exception as exc:
                 t.handle_error(exc)
+            if self.connections.get(fd) is t:
+                self._poller.modify(fd, self._mask(fd, t))
 
     def close(self):
+        """Stops watching every channel (their sockets stay open)."""
+        for t in list(self.connections.values()):
+            self.del_channel(t)
         self._poller.close()
