@@ -19,9 +19,9 @@ from ._poller import Poller, available
 __all__ = [
     "Poller", "available",
     "SelectSelector", "PollSelector", "EpollSelector", "URingSelector",
-    "KqueueSelector", "DefaultSelector",
-    "Select", "Poll", "Epoll", "URing", "KQueue", "best", "set", "get",
-]
+    "DefaultSelector",
+    "Select", "Poll", "Epoll", "URing", "best", "set", "get",
+]  # plus KqueueSelector and KQueue where kqueue is usable
 
 IN, OUT, PRI, ERR, HUP = _poller.IN, _poller.OUT, _poller.PRI, _poller.ERR, _poller.HUP
 EVENT_READ, EVENT_WRITE = _selectors.EVENT_READ, _selectors.EVENT_WRITE
@@ -116,10 +116,13 @@ SelectSelector = _selector_class("SelectSelector", "select")
 PollSelector = _selector_class("PollSelector", "poll")
 EpollSelector = _selector_class("EpollSelector", "epoll")
 URingSelector = _selector_class("URingSelector", "uring")
-KqueueSelector = _selector_class("KqueueSelector", "kqueue")
 SELECTORS = {"select": SelectSelector, "poll": PollSelector,
-             "epoll": EpollSelector, "uring": URingSelector,
-             "kqueue": KqueueSelector}
+             "epoll": EpollSelector, "uring": URingSelector}
+# As in the standard library, KqueueSelector (and KQueue below) exist only
+# where the backend is built in and usable.
+if "kqueue" in _AVAILABLE:
+    KqueueSelector = _selector_class("KqueueSelector", "kqueue")
+    SELECTORS["kqueue"] = KqueueSelector
 
 if "epoll" in _AVAILABLE:
     DefaultSelector = EpollSelector
@@ -185,12 +188,13 @@ class URing(Select):
     _backend = "uring"
 
 
-class KQueue(Select):
-    _backend = "kqueue"
+_GREENHOUSE = {"epoll": Epoll, "poll": Poll, "select": Select,
+               "uring": URing}
+if "kqueue" in _AVAILABLE:
+    class KQueue(Select):
+        _backend = "kqueue"
 
-
-_GREENHOUSE = {"epoll": Epoll, "kqueue": KQueue, "poll": Poll,
-               "select": Select, "uring": URing}
+    _GREENHOUSE["kqueue"] = KQueue
 _default = None
 
 

@@ -3,6 +3,7 @@ bad input, on every backend usable here."""
 import errno
 import os
 import signal
+import sys
 import socket
 import threading
 import time
@@ -30,10 +31,7 @@ def backend_cases(base):
 
 class GreenhouseTests:
     def make(self):
-        cls = {"select": poller.Select, "poll": poller.Poll,
-               "epoll": poller.Epoll, "uring": poller.URing,
-               "kqueue": poller.KQueue}[self.BACKEND]
-        p = cls()
+        p = poller._GREENHOUSE[self.BACKEND]()
         self.addCleanup(p.close)
         return p
 
@@ -89,6 +87,57 @@ class GreenhouseTests:
         t0 = time.monotonic()
         self.assertEqual(p.poll(0.1), [])
         self.assertGreaterEqual(time.monotonic() - t0, 0.1)
+
+
+    def test_bad_input(self):
+        p = self.make()
+        a, b = self.pair()
+        with self.assertRaises(ValueError):
+            p.register(-1, p.INMASK)
+        with self.assertRaises(ValueError):
+            p.register(a, 0)
+        with self.assertRaises(ValueError):
+            p.register(a, 1 << 20)
+        with self.assertRaises(TypeError):
+            p.register("fd", p.INMASK)
+        with self.assertRaises(TypeError):
+            p.register(a, "in")
+        with self.assertRaises(KeyError):
+            p.unregister(a)
+        with self.assertRaises(TypeError):
+            p.poll("soon")
+        c, d = socket.socketpair()
+        fd = c.fileno()
+        c.close()
+        d.close()
+        with self.assertRaises(OSError) as cm:
+            p.register(fd, p.INMASK)
+        self.assertEqual(cm.exception.errno, errno.EBADF)
+        # Still usable after every error above.
+        p.register(a, p.INMASK)
+        b.send(b"x")
+        self.assertEqual([fd for fd, _ in p.poll(1)], [a.fileno()])
+        p.close()
+        with self.assertRaises(ValueError):
+            p.poll(0)
+
+    def test_poll_none_blocks_until_ready(self):
+        p = self.make()
+        a, b = self.pair()
+        p.register(a, p.INMASK)
+        t = threading.Timer(0.05, b.send, (b"x",))
+        t.start()
+        self.addCleanup(t.join)
+        self.assertEqual([fd for fd, _ in p.poll(None)], [a.fileno()])
+
+    def test_err_mask_on_hangup(self):
+        p = self.make()
+        a, b = self.pair()
+        p.register(a, p.INMASK | p.ERRMASK)
+        b.close()
+        got = dict(p.poll(1))
+        self.assertIn(a.fileno(), got)
+        self.assertTrue(got[a.fileno()] & (p.INMASK | p.ERRMASK))
 
 
 class BestAndDefault(unittest.TestCase):
@@ -177,6 +226,116 @@ class LowLevelTests:
         s.unregister(a)                        # after close: succeeds
         self.assertEqual(s.select(0), [])
 
+    def test_constructor_bad_input(self):
+        with self.assertRaises(ValueError):
+            poller.Poller("no-such-backend")
+        with self.assertRaises(TypeError):
+            poller.Poller(3.5)
+        with self.assertRaises(ValueError):
+            poller.Poller(99)
+
+    def test_push_pop_get_depth(self):
+        p = self.make()
+        a, b = socket.socketpair()
+        self.addCleanup(a.close)
+        self.addCleanup(b.close)
+        p.push(a, poller.IN, "first")
+        p.push(a, poller.OUT, "second")
+        self.assertEqual(p.depth(a), 2)
+        self.assertEqual(p.get(a), (poller.OUT, "second"))
+        self.assertEqual(p.pop(a), 1)
+        self.assertEqual(p.get(a), (poller.IN, "first"))
+        self.assertEqual(p.pop(a), 0)
+        with self.assertRaises(FileNotFoundError):
+            p.get(a)
+        with self.assertRaises(FileNotFoundError):
+            p.pop(a)
+
+    def test_references_released(self):
+        p = self.make()
+        a, b = socket.socketpair()
+        self.addCleanup(a.close)
+        self.addCleanup(b.close)
+        data, other = object(), object()
+        base = sys.getrefcount(data), sys.getrefcount(other)
+        p.register(a, poller.IN, data)
+        self.assertEqual(sys.getrefcount(data), base[0] + 1)
+        p.modify(a, poller.IN, other)          # data-only change
+        self.assertEqual((sys.getrefcount(data), sys.getrefcount(other)),
+                         (base[0], base[1] + 1))
+        p.push(b, poller.IN, data)
+        p.push(b, poller.OUT, data)
+        p.unregister(b)                        # the whole stack
+        self.assertEqual(sys.getrefcount(data), base[0])
+        p.push(b, poller.IN, data)
+        p.push(b, poller.OUT, data)
+        p.close()                              # every registration
+        self.assertEqual((sys.getrefcount(data), sys.getrefcount(other)), base)
+
+    def test_cycle_through_data_is_collected(self):
+        import gc
+        import weakref
+
+        class Holder:
+            pass
+
+        h = Holder()
+        h.poller = poller.Poller(self.BACKEND)
+        a, b = socket.socketpair()
+        self.addCleanup(a.close)
+        self.addCleanup(b.close)
+        h.poller.register(a, poller.IN, h)     # h -> Poller -> h
+        ref = weakref.ref(h)
+        del h
+        gc.collect()
+        self.assertIsNone(ref())
+
+    def test_timeouts(self):
+        p = self.make()
+        t0 = time.monotonic()
+        self.assertEqual(p.poll(0), [])
+        self.assertEqual(p.poll(0.0001), [])  # rounded up to 1 ms
+        with self.assertRaises(OverflowError):
+            p.poll(1e300)
+        p.wakeup()
+        self.assertEqual(p.poll(-1), [])       # negative blocks: the wakeup ends it
+        p.wakeup()
+        self.assertEqual(p.wait(None), [])     # wait is poll
+        self.assertLess(time.monotonic() - t0, 2)
+
+    def test_other_thread_cannot_change_registrations_during_poll(self):
+        p = self.make()
+        a, b = socket.socketpair()
+        self.addCleanup(a.close)
+        self.addCleanup(b.close)
+        p.register(a, poller.IN)
+        started = threading.Event()
+        result = []
+
+        def waiter():
+            started.set()
+            result.append(p.poll(2.0))
+
+        t = threading.Thread(target=waiter)
+        t.start()
+        started.wait()
+        time.sleep(0.1)
+        try:
+            with self.assertRaises(RuntimeError):
+                p.register(b, poller.IN)
+            with self.assertRaises(RuntimeError):
+                p.modify(a, poller.OUT)
+            with self.assertRaises(RuntimeError):
+                p.unregister(a)
+            with self.assertRaises(RuntimeError):
+                p.close()
+        finally:
+            p.wakeup()
+            t.join()
+        self.assertEqual(result, [[]])
+        p.unregister(a)                        # allowed again
+        self.assertEqual(p.count(), 0)
+
     def test_concurrent_poll_raises(self):
         p = self.make()
         started = threading.Event()
@@ -254,6 +413,7 @@ class PikeTests:
         bp = pike.BasePoller(self.BACKEND)
         self.addCleanup(bp.close)
         c = Client(socket.socket())
+        self.addCleanup(c.socket.close)
         c.connect(srv.getsockname())
         bp.add_channel(c)
         # Not connected yet: writability is watched (connect completion).
@@ -292,6 +452,7 @@ class PikeTests:
         bp = pike.BasePoller(self.BACKEND)
         self.addCleanup(bp.close)
         c = Client(socket.socket())
+        self.addCleanup(c.socket.close)
         c.connect(("127.0.0.1", port))
         bp.add_channel(c)
         bp.loop(timeout=2)
@@ -299,7 +460,114 @@ class PikeTests:
         self.assertIsInstance(errors[0], ConnectionRefusedError)
 
 
+class PikeMoreTests:
+    def server(self):
+        srv = socket.socket()
+        self.addCleanup(srv.close)
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(4)
+        return srv
+
+    def test_not_connected_after_read_closes(self):
+        """A handle_read that leaves the transport not connected makes
+        process_readables call handle_close (pike's rule)."""
+        srv = self.server()
+        closes = []
+
+        class Client(pike.Transport):
+            def handle_read(self):
+                if not self.socket.recv(100):
+                    self.connected = False
+
+            def handle_close(self):
+                closes.append(self.fileno())
+                super().handle_close()
+
+        bp = pike.BasePoller(self.BACKEND)
+        self.addCleanup(bp.close)
+        c = Client(socket.socket())
+        self.addCleanup(c.socket.close)
+        c.connect(srv.getsockname())
+        bp.add_channel(c)
+        peer, _ = srv.accept()
+        bp.loop(timeout=2, count=1)
+        self.assertTrue(c.connected)
+        peer.close()
+        bp.loop(timeout=2)
+        self.assertEqual(len(closes), 1)
+        self.assertFalse(c.connected)
+        self.assertEqual(bp.connections, {})
+
+    def test_handler_exception_goes_to_handle_error(self):
+        srv = self.server()
+
+        class Client(pike.Transport):
+            def handle_read(self):
+                raise ZeroDivisionError
+
+        bp = pike.BasePoller(self.BACKEND)
+        self.addCleanup(bp.close)
+        c = Client(socket.socket())
+        self.addCleanup(c.socket.close)
+        c.connect(srv.getsockname())
+        bp.add_channel(c)
+        peer, _ = srv.accept()
+        self.addCleanup(peer.close)
+        bp.loop(timeout=2, count=1)
+        peer.send(b"x")
+        bp.loop(timeout=2)
+        self.assertIsInstance(c.error, ZeroDivisionError)
+        self.assertEqual(bp.connections, {})
+        self.assertEqual(c.socket.fileno(), -1)
+
+    def test_writability_watched_only_while_needed(self):
+        srv = self.server()
+        writes = []
+
+        class Client(pike.Transport):
+            def handle_write(self):
+                writes.append(self.socket.send(b"data"))
+
+        bp = pike.BasePoller(self.BACKEND)
+        self.addCleanup(bp.close)
+        c = Client(socket.socket())
+        self.addCleanup(c.socket.close)
+        c.connect(srv.getsockname())
+        bp.add_channel(c)
+        fd = c.fileno()
+        self.assertEqual(bp._poller.get(fd)[0], poller.IN | poller.OUT)  # connecting
+        peer, _ = srv.accept()
+        self.addCleanup(peer.close)
+        bp.loop(timeout=2, count=1)
+        self.assertTrue(c.connected)
+        self.assertEqual(bp._poller.get(fd)[0], poller.IN)      # idle
+        self.assertEqual(bp.loop(timeout=0.1), 1)               # nothing to do
+        self.assertEqual(writes, [])
+        bp.defer_write(c)
+        self.assertEqual(bp._poller.get(fd)[0], poller.IN | poller.OUT)
+        bp.loop(timeout=2, count=1)
+        self.assertEqual(writes, [4])
+        self.assertEqual(bp._poller.get(fd)[0], poller.IN)
+        self.assertEqual(peer.recv(10), b"data")
+
+    def test_del_channel_after_socket_closed(self):
+        srv = self.server()
+        bp = pike.BasePoller(self.BACKEND)
+        self.addCleanup(bp.close)
+        c = pike.Transport(socket.socket())
+        self.addCleanup(c.socket.close)
+        c.connect(srv.getsockname())
+        bp.add_channel(c)
+        c.socket.close()
+        bp.del_channel(c)
+        self.assertEqual(bp.connections, {})
+        self.assertEqual(bp._poller.count(), 0)
+        with self.assertRaises(KeyError):
+            bp.defer_write(c)
+
+
 globals().update(backend_cases(GreenhouseTests))
+globals().update(backend_cases(PikeMoreTests))
 globals().update(backend_cases(LowLevelTests))
 globals().update(backend_cases(PikeTests))
 

@@ -29,11 +29,34 @@ def _modify_unregister(self):
         self.assertEqual(len(s._map), 0)
 
 
+def _register_file_always_ready(self):
+    """CPython's EpollSelectorTestCase.test_register_file expects epoll's
+    EPERM for a regular file; libpoller deliberately accepts it on every
+    backend and reports it always ready, as select and poll do (lessons 9).
+    This asserts that documented difference."""
+    import selectors
+    import tempfile
+    s = self.SELECTOR()
+    self.addCleanup(s.close)
+    with tempfile.NamedTemporaryFile() as f:
+        key = s.register(f, selectors.EVENT_READ | selectors.EVENT_WRITE)
+        self.assertEqual(s.select(0), [(key, selectors.EVENT_READ | selectors.EVENT_WRITE)])
+        s.unregister(f)
+        self.assertEqual(s.select(0), [])
+
+
 def _backend_case(name, cls, scalable):
     bases = (cpython_tests.BaseSelectorTestCase,)
     if scalable:
         bases = (cpython_tests.ScalableSelectorMixIn,) + bases
-    attrs = {"SELECTOR": cls, "test_modify_unregister": _modify_unregister}
+    kq = cpython_tests.KqueueSelectorTestCase
+    attrs = {"SELECTOR": cls, "test_modify_unregister": _modify_unregister,
+             # CPython runs these two on KqueueSelector only; libpoller
+             # checks a closed fd at register on every backend and applies
+             # the timeout with nothing registered on every backend.
+             "test_register_bad_fd": kq.test_register_bad_fd,
+             "test_empty_select_timeout": kq.test_empty_select_timeout,
+             "test_register_file": _register_file_always_ready}
     if name not in poller.available():
         attrs["setUp"] = lambda self: self.skipTest(f"backend {name} not usable here")
     return type(f"{cls.__name__}TestCase", bases + (unittest.TestCase,), attrs)
@@ -45,7 +68,13 @@ SelectSelectorTestCase = _backend_case("select", poller.SelectSelector, True)
 PollSelectorTestCase = _backend_case("poll", poller.PollSelector, True)
 EpollSelectorTestCase = _backend_case("epoll", poller.EpollSelector, True)
 URingSelectorTestCase = _backend_case("uring", poller.URingSelector, True)
-KqueueSelectorTestCase = _backend_case("kqueue", poller.KqueueSelector, True)
+KqueueSelectorTestCase = _backend_case(
+    "kqueue", getattr(poller, "KqueueSelector", None)
+    or type("KqueueSelector", (), {}), True)
+DefaultSelectorTestCase = _backend_case(
+    poller.DefaultSelector._backend, poller.DefaultSelector, True)
+DefaultSelectorTestCase.__name__ = DefaultSelectorTestCase.__qualname__ = \
+    "DefaultSelectorTestCase"
 
 
 class AsyncioOnPollerTest(unittest.TestCase):
@@ -61,11 +90,15 @@ class AsyncioOnPollerTest(unittest.TestCase):
         asyncio.set_event_loop(None)
 
     def test_tcp_echo(self):
+        handlers = []
+
         async def handle(reader, writer):
+            handlers.append(asyncio.current_task())
             while data := await reader.read(1024):
                 writer.write(data)
                 await writer.drain()
             writer.close()
+            await writer.wait_closed()
 
         async def main():
             server = await asyncio.start_server(handle, "127.0.0.1", 0)
@@ -77,6 +110,7 @@ class AsyncioOnPollerTest(unittest.TestCase):
             got = await asyncio.wait_for(reader.readexactly(len(payload)), 10)
             writer.close()
             await writer.wait_closed()
+            await asyncio.wait_for(asyncio.gather(*handlers), 10)
             server.close()
             await server.wait_closed()
             return got, payload
