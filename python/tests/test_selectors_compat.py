@@ -77,12 +77,15 @@ DefaultSelectorTestCase.__name__ = DefaultSelectorTestCase.__qualname__ = \
     "DefaultSelectorTestCase"
 
 
-class AsyncioOnPollerTest(unittest.TestCase):
-    """asyncio.SelectorEventLoop(poller.DefaultSelector()): TCP echo,
-    a subprocess and a signal handler."""
+class AsyncioOnPoller:
+    """asyncio.SelectorEventLoop(<poller selector>()): TCP echo, a
+    subprocess and a signal handler, on each backend (DefaultSelector is
+    the epoll one here)."""
 
     def setUp(self):
-        self.loop = asyncio.SelectorEventLoop(poller.DefaultSelector())
+        if self.BACKEND not in poller.available():
+            self.skipTest(f"backend {self.BACKEND} not usable here")
+        self.loop = asyncio.SelectorEventLoop(poller.SELECTORS[self.BACKEND]())
         asyncio.set_event_loop(self.loop)
 
     def tearDown(self):
@@ -151,6 +154,20 @@ class AsyncioOnPollerTest(unittest.TestCase):
 
         self.loop.run_until_complete(main())
         self.assertEqual(got, [True])
+
+
+for _name in ("select", "poll", "epoll", "uring", "kqueue"):
+    _cls = type(f"AsyncioOnPoller_{_name}", (AsyncioOnPoller, unittest.TestCase),
+                {"BACKEND": _name})
+    globals()[_cls.__name__] = _cls
+
+
+class AsyncioDefaultSelector(unittest.TestCase):
+    def test_default_selector_is_the_preferred_backend(self):
+        order = [b for b in ("epoll", "kqueue", "poll", "select")
+                 if b in poller.available()]
+        with poller.DefaultSelector() as s:
+            self.assertEqual(s._selector.backend, order[0])
 
 
 if __name__ == "__main__":
