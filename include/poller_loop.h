@@ -63,7 +63,7 @@ size_t poller_loop_alive(const poller_loop *loop);
 
 /* Re-initialises the loop in a forked child: a new kernel object, fd
  * watchers kept, timers kept, signal and child watchers and pending
- * wake-ups reset as documented in the README.  Returns 0 or -errno. */
+ * wake-ups reset as documented in docs/loop.md.  Returns 0 or -errno. */
 int poller_loop_reinit(poller_loop *loop);
 
 /* ---- fd watchers: one callback per fd ---- */
