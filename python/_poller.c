@@ -53,7 +53,8 @@ static int check_open(PollerObject *self) {
   return 0;
 }
 
-/* Registrations may change unless another thread is inside poll(). */
+/* Registrations may be read or changed unless another thread is inside
+ * poll(): libpoller's table belongs to the waiting thread then. */
 static int check_mutable(PollerObject *self) {
   if (check_open(self) < 0)
     return -1;
@@ -332,7 +333,7 @@ static PyObject *Poller_pop(PollerObject *self, PyObject *fdobj) {
 }
 
 static PyObject *Poller_get(PollerObject *self, PyObject *fdobj) {
-  if (check_open(self) < 0)
+  if (check_mutable(self) < 0) /* the table is the waiting thread's */
     return NULL;
   int fd = get_fd(fdobj);
   if (fd < 0)
@@ -346,7 +347,7 @@ static PyObject *Poller_get(PollerObject *self, PyObject *fdobj) {
 }
 
 static PyObject *Poller_depth(PollerObject *self, PyObject *fdobj) {
-  if (check_open(self) < 0)
+  if (check_mutable(self) < 0)
     return NULL;
   int fd = get_fd(fdobj);
   if (fd < 0)
@@ -619,6 +620,18 @@ static PyObject *Poller_flush(PollerObject *self, PyObject *noargs) {
   Py_RETURN_NONE;
 }
 
+/* reinit(): rebuilds the kernel object in a forked child (poller_reinit);
+ * the registrations and their data stay. */
+static PyObject *Poller_reinit(PollerObject *self, PyObject *noargs) {
+  (void)noargs;
+  if (check_mutable(self) < 0)
+    return NULL;
+  int r = poller_reinit(self->p);
+  if (r < 0)
+    return raise_errno(r);
+  Py_RETURN_NONE;
+}
+
 static PyObject *Poller_close(PollerObject *self, PyObject *noargs) {
   (void)noargs;
   if (self->running) {
@@ -710,6 +723,8 @@ static PyMethodDef Poller_methods[] = {
     {"fd", (PyCFunction)Poller_fileno, METH_NOARGS, "fd(): fileno()"},
     {"flush", (PyCFunction)Poller_flush, METH_NOARGS,
      "flush(): apply the queued interest changes now"},
+    {"reinit", (PyCFunction)Poller_reinit, METH_NOARGS,
+     "reinit(): rebuild the kernel object in a forked child"},
     {"close", (PyCFunction)Poller_close, METH_NOARGS,
      "close(): release the poller; the fds stay open"},
     {"count", (PyCFunction)Poller_count, METH_NOARGS,

@@ -22,11 +22,13 @@ _RETRY = (errno.EAGAIN, errno.EWOULDBLOCK, errno.EINPROGRESS, errno.EINTR)
 class Transport:
     """A connection watched by a BasePoller.  Subclasses override the
     handle_* methods.  `connected` is False until the connect completed
-    (handle_connect_event) and again once the connection is closed."""
+    (handle_connect_event) and again once the connection is closed; pass
+    connected=True for a socket that is already connected (an accepted
+    one)."""
 
-    def __init__(self, sock=None, poller=None):
+    def __init__(self, sock=None, poller=None, connected=False):
         self.socket = sock
-        self.connected = False
+        self.connected = connected
         self.poller = poller
         self.error = None
 

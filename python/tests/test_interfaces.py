@@ -328,6 +328,8 @@ class LowLevelTests:
             with self.assertRaises(RuntimeError):
                 p.unregister(a)
             with self.assertRaises(RuntimeError):
+                p.get(a)
+            with self.assertRaises(RuntimeError):
                 p.close()
         finally:
             p.wakeup()
@@ -335,6 +337,27 @@ class LowLevelTests:
         self.assertEqual(result, [[]])
         p.unregister(a)                        # allowed again
         self.assertEqual(p.count(), 0)
+
+    def test_reinit_in_forked_child(self):
+        p = self.make()
+        a, b = socket.socketpair()
+        self.addCleanup(a.close)
+        self.addCleanup(b.close)
+        p.register(a, poller.IN, "data")
+        b.send(b"x")
+        pid = os.fork()
+        if pid == 0:  # the child: exit status says what it saw
+            code = 1
+            try:
+                p.reinit()
+                got = p.poll(1)
+                code = 0 if (got == [(a.fileno(), poller.IN)] and
+                             p.get(a) == (poller.IN, "data")) else 2
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        self.assertEqual(os.waitstatus_to_exitcode(status), 0)
+        self.assertEqual(p.poll(1), [(a.fileno(), poller.IN)])  # parent unaffected
 
     def test_concurrent_poll_raises(self):
         p = self.make()
@@ -549,6 +572,61 @@ class PikeMoreTests:
         self.assertEqual(writes, [4])
         self.assertEqual(bp._poller.get(fd)[0], poller.IN)
         self.assertEqual(peer.recv(10), b"data")
+
+    def test_echo_between_two_transports(self):
+        """A server transport made from an accepted socket (connected=True)
+        and a client; the client's deferred write reaches the server, which
+        echoes it back with a deferred write of its own."""
+        srv = self.server()
+        got = []
+
+        class Peer(pike.Transport):
+            def __init__(self, *a, **kw):
+                super().__init__(*a, **kw)
+                self.out = b""
+
+            def handle_read(self):
+                data = self.socket.recv(4096)
+                if not data:
+                    self.connected = False
+                    return
+                self.on_data(data)
+
+            def handle_write(self):
+                n = self.socket.send(self.out)
+                self.out = self.out[n:]
+                if self.out:
+                    self.poller.defer_write(self)
+
+        class Server(Peer):
+            def on_data(self, data):
+                self.out += data
+                self.poller.defer_write(self)
+
+        class Client(Peer):
+            def handle_connect(self):
+                self.out = b"hello" * 1000
+                self.poller.defer_write(self)
+
+            def on_data(self, data):
+                got.append(data)
+                if sum(map(len, got)) == 5000:
+                    self.handle_close()
+
+        bp = pike.BasePoller(self.BACKEND)
+        self.addCleanup(bp.close)
+        c = Client(socket.socket())
+        self.addCleanup(c.socket.close)
+        c.connect(srv.getsockname())
+        bp.add_channel(c)
+        conn, _ = srv.accept()
+        conn.setblocking(False)
+        s = Server(conn, connected=True)
+        self.addCleanup(conn.close)
+        bp.add_channel(s)
+        bp.loop(timeout=5, count=200)
+        self.assertEqual(b"".join(got), b"hello" * 1000)
+        self.assertNotIn(c, bp.connections.values())
 
     def test_del_channel_after_socket_closed(self):
         srv = self.server()
