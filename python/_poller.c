@@ -676,10 +676,6 @@ static PyObject *Poller_count(PollerObject *self, PyObject *noargs) {
   return PyLong_FromSize_t(self->p ? poller_count(self->p) : 0);
 }
 
-static Py_ssize_t Poller_len(PollerObject *self) {
-  return self->p ? (Py_ssize_t)poller_count(self->p) : 0;
-}
-
 static PyObject *Poller_stats(PollerObject *self, PyObject *noargs) {
   (void)noargs;
   if (check_open(self) < 0)
@@ -740,15 +736,10 @@ static PyGetSetDef Poller_getset[] = {
     {"backend", (getter)Poller_get_backend, NULL, "the backend's name", NULL},
     {NULL, NULL, NULL, NULL, NULL}};
 
-static PySequenceMethods Poller_as_sequence = {
-    .sq_length = (lenfunc)Poller_len,
-};
-
 static PyTypeObject PollerType = {
     PyVarObject_HEAD_INIT(NULL, 0).tp_name = "poller._poller.Poller",
     .tp_basicsize = sizeof(PollerObject),
     .tp_dealloc = (destructor)Poller_dealloc,
-    .tp_as_sequence = &Poller_as_sequence,
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
     .tp_doc = "Poller(backend='auto', sizehint=1024): a libpoller instance.\n"
               "backend is a name (auto, select, poll, epoll, kqueue, uring)",
