@@ -513,6 +513,12 @@ static PyObject *Poller_poll(PollerObject *self, PyObject *args,
   return list;
 }
 
+/* The selector classes register `events & 3` as the interest and mask the
+ * ready bits with it: that needs IN and OUT equal to selectors' EVENT_READ
+ * and EVENT_WRITE. */
+_Static_assert(POLLER_IN == 1 && POLLER_OUT == 2,
+               "selectors' EVENT_READ/EVENT_WRITE are POLLER_IN/POLLER_OUT");
+
 /* The selectors' view of a report: EVENT_READ (1) / EVENT_WRITE (2), with
  * ERR and HUP counting as both (as the standard library's EpollSelector
  * and PollSelector do). */

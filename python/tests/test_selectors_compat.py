@@ -8,7 +8,12 @@ import sys
 import unittest
 
 import poller
-from test import test_selectors as cpython_tests
+try:
+    from test import test_selectors as cpython_tests
+except ImportError as exc:  # fail loudly: this suite is the point
+    raise ImportError(
+        f"CPython's test.test_selectors is missing for {sys.executable} "
+        "(Debian: apt-get install libpython3.11-testsuite)") from exc
 
 
 def _modify_unregister(self):
