@@ -30,7 +30,7 @@ _AVAILABLE = frozenset(available())
 
 # ---- selectors ----
 
-class _PollerSelector(_selectors._BaseSelectorImpl):
+class _PollerSelector(_poller.SelectMixin, _selectors._BaseSelectorImpl):
     """A selectors.BaseSelector over one libpoller backend.  The
     SelectorKey is the registration's data, so select() builds its result
     in C without a lookup per ready fd."""
@@ -83,14 +83,12 @@ class _PollerSelector(_selectors._BaseSelectorImpl):
             key = new
         return key
 
-    def select(self, timeout=None):
-        # select_keys waits in C with the GIL released, rounds the timeout
-        # up to whole ms and makes room for every registered fd, as
-        # EpollSelector does; a negative timeout means "do not block" here
-        # but "block" to the low-level poll, hence the clamp.
-        if timeout is not None and timeout <= 0:
-            timeout = 0
-        return self._selector.select_keys(timeout)
+    # select() is SelectMixin.select, in C: it waits on self._selector
+    # with the GIL released, rounds the timeout up to whole ms, treats a
+    # timeout <= 0 as "do not block", makes room for every registered fd
+    # (as EpollSelector does) and builds [(key, events)] from the keys held
+    # as registration data.
+    select = _poller.SelectMixin.select
 
     def close(self):
         self._selector.close()
