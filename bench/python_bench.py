@@ -173,6 +173,37 @@ def echo_table():
         print(f"| {name} | {med:.0f} | {min(r):.0f} | {max(r):.0f} | {med / base:.2f} |")
 
 
+def select_share():
+    """How much of the echo's CPU time select() takes, per selector: the
+    most a faster selector can save there."""
+    seconds = 1 if QUICK else 3
+    print(f"| selector | requests/s ({seconds} s) | CPU in select() per call (us) | share of the loop's CPU in select() |")
+    print("|---|---|---|---|")
+    for name, make in [("selectors.EpollSelector", selectors.EpollSelector),
+                       ("poller.DefaultSelector", poller.DefaultSelector)]:
+        sel = make()
+        orig = sel.select
+        acc = [0.0, 0]
+
+        def timed(timeout=None, orig=orig, acc=acc):
+            t0 = time.thread_time()
+            try:
+                return orig(timeout)
+            finally:
+                acc[0] += time.thread_time() - t0
+                acc[1] += 1
+
+        sel.select = timed
+        loop = asyncio.SelectorEventLoop(sel)
+        try:
+            c0 = time.thread_time()
+            rate = loop.run_until_complete(echo_run(100, seconds))
+            cpu = time.thread_time() - c0
+        finally:
+            loop.close()
+        print(f"| {name} | {rate:.0f} | {1e6 * acc[0] / max(acc[1], 1):.1f} | {100 * acc[0] / cpu:.1f}% |")
+
+
 if __name__ == "__main__":
     print(f"python {sys.version.split()[0]}, poller backends: {', '.join(poller.available())}")
     print()
@@ -181,3 +212,7 @@ if __name__ == "__main__":
     print()
     print("### asyncio TCP echo")
     echo_table()
+    print()
+    print("Where the echo's time goes (one run each, CPU time of the loop's thread):")
+    print()
+    select_share()
