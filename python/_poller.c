@@ -431,6 +431,37 @@ static int wait_begin(PollerObject *self, PyObject *timeout, int *maxevents,
   return 0;
 }
 
+/* A report of a registration that poller dropped (the kernel refused a
+ * deferred change) hands over the reference its data held: the table no
+ * longer has it.  poll's and select's POLLER_NVAL for a closed fd keeps the
+ * registration (same generation) and is not one of these.  Such reports
+ * are marked right after the wait, before any Python code (a finalizer
+ * run by an allocation) can change the table, and released by wait_end. */
+#define REPORT_DROPPED 0x80000000u
+
+static void mark_dropped(PollerObject *self, int n) {
+  for (int i = 0; i < n; i++) {
+    poller_event *ev = &self->events[i], key;
+    if ((ev->events & POLLER_NVAL) && ev->data &&
+        (poller_get(self->p, ev->fd, &key) < 0 || key.gen != ev->gen))
+      ev->events |= REPORT_DROPPED;
+  }
+}
+
+/* Releases the data of dropped registrations, then ends the poll.  Done
+ * while running is still set: a finalizer that polls again must not
+ * overwrite self->events under this loop. */
+static void wait_end(PollerObject *self, int n) {
+  for (int i = 0; i < n; i++)
+    if (self->events[i].events & REPORT_DROPPED) {
+      PyObject *d = (PyObject *)self->events[i].data;
+      self->events[i].data = NULL;
+      self->events[i].events &= ~REPORT_DROPPED;
+      Py_XDECREF(d);
+    }
+  self->running = 0;
+}
+
 /* The wait: GIL released, signals handled, PEP 475 retries.  Returns the
  * number of reports or -1 with an exception set (running cleared). */
 static int do_wait(PollerObject *self, int maxevents, int ms,
@@ -456,31 +487,8 @@ static int do_wait(PollerObject *self, int maxevents, int ms,
     raise_errno(n);
     return -1;
   }
+  mark_dropped(self, n);
   return n;
-}
-
-/* A report of a registration that poller dropped (the kernel refused a
- * deferred change): the table no longer holds it, so the reference its
- * data held passes to us.  poll's and select's POLLER_NVAL for a closed
- * fd keeps the registration (same generation) and is not one of these. */
-static int report_dropped(PollerObject *self, const poller_event *ev) {
-  poller_event key;
-  return (ev->events & POLLER_NVAL) &&
-         (poller_get(self->p, ev->fd, &key) < 0 || key.gen != ev->gen);
-}
-
-/* Drops the references handed over by dropped registrations, then ends the
- * poll.  Done while running is still set: a finalizer that polls again
- * must not overwrite self->events under this loop. */
-static void wait_end(PollerObject *self, int n) {
-  for (int i = 0; i < n; i++)
-    if ((self->events[i].events & POLLER_NVAL) && self->events[i].data &&
-        report_dropped(self, &self->events[i])) {
-      PyObject *d = (PyObject *)self->events[i].data;
-      self->events[i].data = NULL;
-      Py_DECREF(d);
-    }
-  self->running = 0;
 }
 
 /* poll(timeout=None, maxevents=-1) -> [(fd, events)] */
@@ -502,8 +510,8 @@ static PyObject *Poller_poll(PollerObject *self, PyObject *args,
     return NULL;
   PyObject *list = PyList_New(n);
   for (int i = 0; list && i < n; i++) {
-    PyObject *t =
-        Py_BuildValue("(iI)", self->events[i].fd, self->events[i].events);
+    PyObject *t = Py_BuildValue("(iI)", self->events[i].fd,
+                                self->events[i].events & ~REPORT_DROPPED);
     if (!t)
       Py_CLEAR(list);
     else
@@ -565,14 +573,14 @@ static PyObject *select_keys(PollerObject *self, PyObject *timeout,
     poller_event key;
     PyObject *data;
     unsigned ready = selector_bits(ev->events);
-    if (poller_get(self->p, ev->fd, &key) == 0 && key.gen == ev->gen) {
-      ready &= key.events;
-      data = (PyObject *)key.data;
-    } else if ((ev->events & POLLER_NVAL) && ev->data) {
+    if (ev->events & REPORT_DROPPED) {
       /* Dropped by poller: the caller learns of it as a ready fd, as
        * PollSelector reports POLLNVAL; wait_end releases the data. */
       data = (PyObject *)ev->data;
       ready &= dropped_interest(data);
+    } else if (poller_get(self->p, ev->fd, &key) == 0 && key.gen == ev->gen) {
+      ready &= key.events;
+      data = (PyObject *)key.data;
     } else {
       continue;
     }
