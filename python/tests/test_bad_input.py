@@ -176,6 +176,26 @@ class PollerDifferences:
             self.s.get_key(self.a)  # as BaseSelectorImpl: no map
         self.s.close()
 
+    def test_fd_closed_after_modify_without_unregister(self):
+        """The fd is closed between a modify() (applied lazily, at the next
+        select) and the select: the kernel refuses the change (epoll:
+        EBADF) or the backend finds the fd closed (select, poll: NVAL).
+        Either way the key is reported once as ready, then no more, and
+        unregister() still succeeds; every reference to the data is
+        released (the dropped registration hands its reference back)."""
+        import sys
+        data = object()
+        base = sys.getrefcount(data)
+        self.s.register(self.a, R, data)
+        key = self.s.modify(self.a, W, data)
+        self.a.close()
+        self.assertEqual(self.s.select(0), [(key, W)])
+        self.assertEqual(self.s.select(0), [])
+        self.assertIs(self.s.unregister(self.a), key)
+        del key
+        self.assertEqual(sys.getrefcount(data), base)
+        self.assertEqual(self.s._selector.count(), 0)
+
     def test_data_only_modify_seen_by_next_select(self):
         key = self.s.register(self.a, R, "old")
         self.b.send(b"x")
