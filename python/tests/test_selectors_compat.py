@@ -165,6 +165,7 @@ for _name in ("select", "poll", "epoll", "uring", "kqueue"):
     _cls = type(f"AsyncioOnPoller_{_name}", (AsyncioOnPoller, unittest.TestCase),
                 {"BACKEND": _name})
     globals()[_cls.__name__] = _cls
+del _name, _cls  # or the loader would find the last class twice
 
 
 class AsyncioDefaultSelector(unittest.TestCase):
