@@ -464,8 +464,7 @@ static void wait_end(PollerObject *self, int n) {
 
 /* The wait: GIL released, signals handled, PEP 475 retries.  Returns the
  * number of reports or -1 with an exception set (running cleared). */
-static int do_wait(PollerObject *self, int maxevents, int ms,
-                   double deadline) {
+static int do_wait(PollerObject *self, int maxevents, int ms, double deadline) {
   int n;
   for (;;) {
     Py_BEGIN_ALLOW_THREADS;
@@ -492,8 +491,7 @@ static int do_wait(PollerObject *self, int maxevents, int ms,
 }
 
 /* poll(timeout=None, maxevents=-1) -> [(fd, events)] */
-static PyObject *Poller_poll(PollerObject *self, PyObject *args,
-                             PyObject *kw) {
+static PyObject *Poller_poll(PollerObject *self, PyObject *args, PyObject *kw) {
   static char *kwlist[] = {"timeout", "maxevents", NULL};
   PyObject *timeout = Py_None;
   int maxevents = -1, ms;
@@ -703,8 +701,8 @@ static PyObject *Poller_stats(PollerObject *self, PyObject *noargs) {
   poller_stats st;
   poller_stats_get(self->p, &st);
   return Py_BuildValue("{sKsKsKsKsKsK}", "waits", st.waits, "syscalls",
-                       st.syscalls, "events", st.events, "changes",
-                       st.changes, "eintr", st.eintr, "stale", st.stale);
+                       st.syscalls, "events", st.events, "changes", st.changes,
+                       "eintr", st.eintr, "stale", st.stale);
 }
 
 static PyMethodDef Poller_methods[] = {
@@ -859,9 +857,15 @@ static PyMethodDef module_methods[] = {
      "available() -> names of the backends usable here"},
     {NULL, NULL, 0, NULL}};
 
-static struct PyModuleDef moduledef = {PyModuleDef_HEAD_INIT, "_poller",
-                                       "libpoller bindings", -1,
-                                       module_methods, NULL, NULL, NULL, NULL};
+static struct PyModuleDef moduledef = {PyModuleDef_HEAD_INIT,
+                                       "_poller",
+                                       "libpoller bindings",
+                                       -1,
+                                       module_methods,
+                                       NULL,
+                                       NULL,
+                                       NULL,
+                                       NULL};
 
 PyMODINIT_FUNC PyInit__poller(void) {
   if (PyType_Ready(&PollerType) < 0 || PyType_Ready(&SelectMixinType) < 0)
@@ -880,8 +884,7 @@ PyMODINIT_FUNC PyInit__poller(void) {
     return NULL;
   }
   Py_INCREF(&SelectMixinType);
-  if (PyModule_AddObject(m, "SelectMixin", (PyObject *)&SelectMixinType) <
-      0) {
+  if (PyModule_AddObject(m, "SelectMixin", (PyObject *)&SelectMixinType) < 0) {
     Py_DECREF(&SelectMixinType);
     Py_DECREF(m);
     return NULL;
