@@ -14,7 +14,7 @@
  *  - One poller is used by one thread at a time.  poller_wakeup is the
  *    exception: any thread, and any signal handler, may call it.
  *  - epoll, io_uring and kqueue watch open file descriptions, not numbers.
- *    Call poller_del before close(2) (lessons.md, libuv#1468).  poller hides
+ *    Call poller_del before close(2) (libuv#1468).  poller hides
  *    the events of a registration that was deleted or replaced, but the
  *    kernel may keep a closed-but-dup'ed file in its set until the last
  *    copy is closed.

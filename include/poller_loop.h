@@ -145,7 +145,7 @@ int poller_loop_defer(poller_loop *loop, void (*fn)(void *arg), void *arg);
  * number of deliveries since the last callback (1..N for a burst of N, as
  * the kernel merges pending signals).  signalfd is not used: it sees a
  * signal only where it is blocked in every thread, and two consumers race
- * for one delivery (lessons F7).  The previous disposition comes back when
+ * for one delivery (eventcore#113).  The previous disposition comes back when
  * the last watcher of the signal stops.  At most 64 loops watch signals at
  * once (-ENOSPC beyond). */
 struct poller_signal { /* private */

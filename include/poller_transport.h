@@ -104,8 +104,8 @@ int poller_transport_adopt(poller_loop *loop, poller_transport **t, int fd,
  * (-ECONNREFUSED, -ENOENT for a missing Unix path, -ETIMEDOUT when
  * timeout_ms (> 0) passes first, -ENETUNREACH...).  Completion is found by
  * writability plus getsockopt(SO_ERROR); a refused connect that epoll
- * reports as ERR|HUP without OUT counts as refused (lessons.md F13,
- * tornado#223).  Writes made before the connect completes are queued and
+ * reports as ERR|HUP without OUT counts as refused (tornado#223,
+ * ponyc#5045).  Writes made before the connect completes are queued and
  * sent after it.
  * Returns 0; -EFAULT for NULL; -EINVAL for a bad length;
  * -EAFNOSUPPORT; -ENOMEM; -EMFILE/-ENFILE from socket(2).  After a failed
@@ -193,7 +193,7 @@ int poller_listener_adopt(poller_loop *loop, poller_listener **l, int fd,
 
 /* Accepting: at most 64 connections per readiness report, so one busy
  * listener cannot starve the other fds of the loop.  EMFILE/ENFILE are
- * handled without spinning (lessons.md F5; libuv#315, #690): the listener
+ * handled without spinning (libuv#315, #690): the listener
  * keeps a reserve descriptor (/dev/null); when accept fails for lack of
  * descriptors it closes the reserve, accepts the connection and closes it
  * at once (shedding it: the peer sees EOF), then reopens the reserve.

@@ -11,7 +11,7 @@
  * Waits release the GIL.  A signal interrupts the wait (the poller is opened
  * with POLLER_OPT_REPORT_EINTR): the handlers run (PyErr_CheckSignals), an
  * exception they raise propagates, otherwise the wait resumes with the time
- * left (PEP 475, lessons 11).  Two threads polling one object get
+ * left (PEP 475).  Two threads polling one object get
  * RuntimeError, as the standard library's poll objects do (selectmodule.c's
  * poll_running); and because libpoller lets one thread at a time use a
  * poller, changing the registrations from another thread while a poll runs
@@ -362,7 +362,7 @@ static double now_s(void) {
 }
 
 /* Seconds to whole ms, rounded up so a wait is never shorter than asked
- * and never a zero-timeout spin (lessons 12). */
+ * and never a zero-timeout spin (python/asyncio#106). */
 static int ms_of(double s) {
   if (s <= 0)
     return 0;

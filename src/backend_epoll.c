@@ -6,10 +6,10 @@
  * report queued by the kernel before a poller_del and a new poller_add of
  * the same fd number is recognised as stale (libev's egen).
  *
- * epoll refuses regular files and some devices with EPERM (lessons 9,
- * asio#111): the core then reports them always ready, as select and poll
+ * epoll refuses regular files and some devices with EPERM (asio#111,
+ * clustershell#56): the core then reports them always ready, as select and poll
  * would.  epoll watches open file descriptions: a closed fd with a live
- * dup stays in the set until poller_del (lessons 1, libuv#1468); poller_del
+ * dup stays in the set until poller_del (libuv#1468); poller_del
  * therefore removes synchronously, before the caller can close.
  */
 #define _GNU_SOURCE /* dup3 */
@@ -168,7 +168,7 @@ static int epoll_fd(const poller *p) {
 static int epoll_reinit(poller *p) {
   /* The child's copy of the epoll fd refers to the parent's instance:
    * closing the copy leaves the parent's set alone, while any change made
-   * through it would change the parent's (lessons F6).  The new instance
+   * through it would change the parent's (eventlet#68).  The new instance
    * takes the old number (dup3 closes the old reference), so poller_fd
    * stays valid for a caller that nests it; the core also rebuilds the set
    * this way in-process to drop ghosts of closed fds (poller.c). */

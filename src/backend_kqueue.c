@@ -11,19 +11,19 @@
  * Adds are synchronous, with EV_RECEIPT, so a bad fd fails at poller_add
  * with -EBADF, and a file kqueue refuses (EINVAL or ENODEV for some
  * devices on macOS, mio#1377) is reported always ready instead, as select
- * and poll would.  Removals are synchronous too (lessons 3).  Other
+ * and poll would.  Removals are synchronous too (libuv#4323).  Other
  * changes are batched into the changelist of the next kevent() wait, as
  * libuv does; a change the kernel refuses there comes back as an EV_ERROR
  * entry, reported as ERR|NVAL (the core then disarms the fd).
  *
  * kqueue reports one event per filter: the read and write events of one
- * fd are merged into one report (lessons 7: cpython#110038, redis#2428).
+ * fd are merged into one report (cpython#110038, redis#2428).
  * The event list is never longer than the caller's buffer, so nothing
  * fetched is ever dropped, at the price of fewer fds per wait when both
  * filters fire.  EV_EOF on the read filter is the peer's shutdown of its
  * writing half (RDHUP); on the write filter it means the peer stopped
  * reading (libuv#3277), reported as HUP; a socket error (a refused
- * connect) comes as EV_EOF with the errno in fflags (lessons F9) and is
+ * connect) comes as EV_EOF with the errno in fflags (tornado#223) and is
  * reported as ERR.
  */
 #include "internal.h"

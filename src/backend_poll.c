@@ -9,7 +9,7 @@
  * poll(2) is level-triggered only.  The core emulates ONESHOT (by removing
  * the fd after a report) and ET (by reporting transitions; see poller.c).
  * When more fds are ready than the caller's buffer holds, the scan starts
- * where the previous one stopped, so no fd starves (conformance 18).
+ * where the previous one stopped, so no fd starves (test wait_partial_harvest).
  * A registered fd closed behind poller's back comes back as POLLNVAL,
  * which the core reports once as ERR|NVAL and then disarms.
  */

@@ -2,7 +2,7 @@
  * backend_select.c - select(2), every Unix.
  *
  * fd_set is a fixed bitmap of FD_SETSIZE (1024 on glibc) bits; FD_SET past
- * it writes outside the object (lessons F1: CVE-2026-39457, mbedtls#4169,
+ * it writes outside the object (CVE-2026-39457, mbedtls#4169,
  * pupnp#423).  This backend never uses a fixed fd_set: it keeps its own
  * bit arrays, grown to the highest fd, and hands them to select(2) cast as
  * fd_set, which the kernel accepts for any nfds up to the open-file limit

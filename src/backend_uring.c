@@ -22,12 +22,13 @@
  * wait, in the same io_uring_enter (one system call per iteration).
  * Removals are submitted at once: a POLL_REMOVE is executed inline during
  * submission, so the request is gone when poller_del returns and closing
- * the fd right after is safe (lessons 3: libuv#4323, where a deferred
+ * the fd right after is safe (libuv#4323, where a deferred
  * removal ran after close).
  *
  * The probe refuses kernels without multishot poll (5.13) and honours the
  * test hook poller__fault[POLLER__FAULT_URING_SETUP]; POLLER_AUTO then falls
- * back (lessons 4, 5: seccomp EPERM, io_uring_disabled, old kernels).
+ * back (Docker's seccomp EPERM, moby#46762; the
+ * kernel.io_uring_disabled sysctl; old kernels).
  */
 #define _GNU_SOURCE
 #include "internal.h"
@@ -253,7 +254,7 @@ static int rearm_reserve(poller *p) {
 /* Files without a poll wait queue (regular files, directories, block
  * devices) complete every poll request at once; a multishot request on
  * them would be renewed forever.  They are always ready, as epoll's EPERM
- * files are (lessons 9).  The fstat also validates the fd. */
+ * files are (asio#111).  The fstat also validates the fd. */
 static int unpollable(int fd) {
   struct stat st;
   if (fstat(fd, &st) < 0)

@@ -3,7 +3,8 @@
  *
  * POLLER_AUTO tries them in this order.  epoll comes before io_uring:
  * bench/RESULTS.md measures both, and io_uring's poll requests cost more
- * per re-armed event than epoll on the kernels we measured (lessons 6).
+ * per re-armed event than epoll on the kernels we measured (as in
+ * liburing#189).
  * The build defines POLLER_HAVE_<NAME> for each backend it compiles.
  */
 #include "internal.h"

@@ -52,7 +52,7 @@ struct poller__fd {
 #define POLLER__RAW 0x80000000u
 
 /* What a backend's ctl may return besides 0 and -errno: the kernel cannot
- * watch this kind of file (epoll's EPERM for regular files, lessons 9). */
+ * watch this kind of file (epoll's EPERM for regular files, asio#111). */
 #define POLLER__ALWAYS_READY 1
 
 /* Capability bits of a backend beyond POLLER_ET and POLLER_ONESHOT. */
@@ -73,7 +73,7 @@ struct poller__fd {
  * ctl:    makes the kernel watch fd for `want` (readiness bits plus
  *         POLLER_ET / POLLER_ONESHOT) where it holds `have` (0: nothing).
  *         want == 0 removes the fd and must take effect before ctl returns
- *         (removals are synchronous, lessons 3).  Other changes may be
+ *         (removals are synchronous, libuv#4323).  Other changes may be
  *         batched until wait.  `rearm` is set when a native ONESHOT
  *         registration must be re-armed although have == want.  e->gen is
  *         the generation to tag the kernel registration with.  Returns 0,

@@ -16,7 +16,7 @@
  *   4. filter its raw reports in place: drop the wakeup fd, stale
  *      generations and disarmed registrations; apply ONESHOT and the
  *      emulated ET of backends that lack them; fill in the caller's data.
- * EINTR is retried against an absolute deadline (PEP 475, lessons 11).
+ * EINTR is retried against an absolute deadline (PEP 475, bpo-35310).
  */
 #define _GNU_SOURCE
 #include "internal.h"
@@ -324,8 +324,9 @@ static int scan_special(poller *p, poller_event *out, int max,
     nprobe++;
   }
   if (first_left > 0) {
-    /* Fairness (conformance 18): the entries left out come first at the
-     * next scan, or always-ready files beyond max would starve. */
+    /* Fairness (test wait_partial_harvest): the entries left out come
+     * first at the next scan, or always-ready files beyond max would
+     * starve. */
     special_reverse(p, 0, first_left);
     special_reverse(p, first_left, p->nspecial);
     special_reverse(p, 0, p->nspecial);
@@ -362,7 +363,7 @@ static int scan_special(poller *p, poller_event *out, int max,
 
 /* poller_fd must be readable while poller has reports to give (poller.h),
  * but the kernel object knows nothing of always-ready files (epoll refuses
- * them, lessons 9) nor of pending NVAL reports.  While scan_special would
+ * them, asio#111) nor of pending NVAL reports.  While scan_special would
  * report one of them, the wakeup channel, which is in the kernel set, is
  * kept signalled (test poller_fd_readable_with_always_ready).  The test
  * below mirrors scan_special's exactly, or a wait would wake for nothing.
@@ -441,7 +442,7 @@ static void filter(poller *p, poller_event *out, int from, int k, int *n,
       continue;
     if (bits & POLLER_NVAL) {
       /* poll's POLLNVAL, or select's EBADF: the fd was closed behind our
-       * back.  Report it once and disarm, so it cannot spin (lessons E37);
+       * back.  Report it once and disarm, so it cannot spin;
        * the key stays until poller_del, which then succeeds. */
       bits |= POLLER_ERR;
       e->flags |= FD_DISARMED;
@@ -477,10 +478,10 @@ static void filter(poller *p, poller_event *out, int from, int k, int *n,
 
 /* epoll keeps the registration of an fd closed before poller_del while a
  * dup of it lives on, and the closed number can no longer remove it
- * (lessons 1, libuv#1468): the kernel then reports that file at every wait
+ * (libuv#1468): the kernel then reports that file at every wait
  * as a stale generation or an unregistered fd, and a wait with nothing
  * else to report would spin on these ghosts until its deadline (forever
- * for -1; conformance 35, test dup_close_before_del_no_spin).  As libev
+ * for -1; test dup_close_before_del_no_spin).  As libev
  * does on a generation mismatch, rebuild the kernel object from the table:
  * a new epoll instance (backend reinit keeps poller_fd's number) holding
  * the wakeup fd and every live registration.  O(registered) system calls,
@@ -604,7 +605,7 @@ int poller_current(const poller *p, const poller_event *ev) {
 static int do_add(poller *p, int fd, unsigned events, void *data) {
   /* An fd beyond the table is checked before the table grows for it: a
    * bad number up to INT_MAX must give -EBADF, not a table of gigabytes or
-   * -ENOMEM (conformance 47, test bad_fd_rejected). */
+   * -ENOMEM (test bad_fd_rejected). */
   int checked = 0;
   if (fd >= p->nfds) {
     if (!fd_is_open(p, fd))
@@ -805,7 +806,7 @@ int poller_wakeup(poller *p) {
   if (!p)
     return -EFAULT;
   /* Only the first wakeup since the last drain writes, so the channel can
-   * never fill and a wakeup is never lost (lessons: cpython#74224).  The
+   * never fill and a wakeup is never lost (cpython#74224).  The
    * waiter drains first, then clears the flag. */
   if (atomic_exchange(&p->wake_pending, 1) == 0)
     poller__wakefd_signal(p->wakefd_w);

@@ -315,8 +315,8 @@ static void tr_connected(poller_transport *t, unsigned events) {
   if (getsockopt(t->fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) < 0)
     soerr = errno;
   if (soerr == 0 && !(events & POLLER_OUT)) {
-    /* ERR|HUP without OUT: a refused connect as epoll reports it (lessons
-     * F13, tornado#223) after SO_ERROR was already consumed; a peek gives
+    /* ERR|HUP without OUT: a refused connect as epoll reports it
+     * (tornado#223) after SO_ERROR was already consumed; a peek gives
      * the real reason when one is left. */
     char c;
     if (recv(t->fd, &c, 1, MSG_PEEK) < 0 && errno != EAGAIN &&
@@ -877,7 +877,7 @@ static void ls_unref(poller_listener *l) {
 
 /* Stops watching the listener and retries later: the connection stays
  * queued, so a level-triggered listener would otherwise be reported ready
- * at once, again and again (lessons F5, libuv#690). */
+ * at once, again and again (libuv#690). */
 static void ls_pause(poller_listener *l) {
   if (l->watching) {
     (void)poller_io_stop(l->loop, l->fd);

@@ -57,7 +57,8 @@ class _PollerSelector(_poller.SelectMixin, _selectors._BaseSelectorImpl):
             self._selector.unregister(key.fd)
         except OSError:
             # The fd was closed (and perhaps reused) since it was
-            # registered: the key is gone all the same (lessons 14).
+            # registered: the key is gone all the same, as selectors
+            # does (cpython#83420).
             pass
         return key
 

@@ -133,7 +133,8 @@ class PollerDifferences:
         """EpollSelector raises EBADF at register; SelectSelector and
         PollSelector accept the fd and fail (or report POLLNVAL) at
         select().  libpoller checks the fd at register on every backend
-        (lessons F2), with EpollSelector's error, and drops the key."""
+        (stale registrations: h2o#1427), with EpollSelector's error, and
+        drops the key."""
         c, d = socket.socketpair()
         fd = c.fileno()
         c.close()

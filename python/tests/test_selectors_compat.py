@@ -37,7 +37,7 @@ def _modify_unregister(self):
 def _register_file_always_ready(self):
     """CPython's EpollSelectorTestCase.test_register_file expects epoll's
     EPERM for a regular file; libpoller deliberately accepts it on every
-    backend and reports it always ready, as select and poll do (lessons 9).
+    backend and reports it always ready, as select and poll do (asio#111).
     This asserts that documented difference."""
     import selectors
     import tempfile

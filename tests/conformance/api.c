@@ -1,9 +1,8 @@
 /*
  * api.c - conformance groups G and H, and the object-level contract:
  * poller_open and backend selection, bad input, io_uring fallback, fork
- * and poller_reinit, poller_fd, stats (conformance-cases.md 43-50; issue
- * 2's poller_open, POLLER_AUTO, poller_fd, poller_reinit and bad-input
- * lines).
+ * and poller_reinit, poller_fd, stats (issue 2's poller_open, POLLER_AUTO,
+ * poller_fd, poller_reinit and bad-input lines).
  */
 #include "harness.h"
 #include "internal.h"
@@ -99,7 +98,7 @@ TEST(backend_env_selection) {
 }
 
 /* G46: with io_uring's setup forced to fail (-EPERM, as under Docker's
- * seccomp profile, lessons 5), poller_open(URING) returns that error,
+ * seccomp profile, moby#46762), poller_open(URING) returns that error,
  * poller_available() drops it, and POLLER_AUTO (even with
  * POLLER_BACKEND=uring) still opens another backend, which works. */
 TEST(io_uring_unavailable_fallback) {

@@ -1,7 +1,7 @@
 /*
  * closed.c - conformance group E: closed, dup'ed and reused fds
- * (conformance-cases.md 33-37; issue 2's poller_del line; lessons 1, 2, 14
- * and F2).
+ * (issue 2's poller_del line; libuv#1468, swift-nio#341, cpython#83420,
+ * h2o#1427).
  */
 #include "harness.h"
 
@@ -22,8 +22,8 @@ static void reuse_number(int fd, int sv[2]) {
 }
 
 /* del then close: nothing of the registration is reported afterwards,
- * even with readiness pending at the time of del (lessons 3: the removal
- * is synchronous). */
+ * even with readiness pending at the time of del (the removal is
+ * synchronous; libuv#4323). */
 TEST(del_then_close) {
   poller *p;
   int sv[2];
@@ -40,8 +40,8 @@ TEST(del_then_close) {
   t_assert_clean(p);
 }
 
-/* E33: close first, then del: del succeeds and frees the key (lessons
- * 14), with or without a wait in between. */
+/* E33: close first, then del: del succeeds and frees the key
+ * (cpython#83420), with or without a wait in between. */
 TEST(unregister_after_close) {
   poller *p;
   int a[2], b[2];
@@ -185,7 +185,7 @@ TEST(close_and_reopen_within_batch) {
   t_assert_clean(p);
 }
 
-/* E35 (lessons 1, libuv#1468): register fd, dup it, del and close the
+/* E35 (libuv#1468): register fd, dup it, del and close the
  * original: no event for the closed number, although the file lives on
  * through the dup; the dup can be registered on its own. */
 TEST(dup_then_close_no_ghost_events) {
@@ -254,7 +254,7 @@ TEST(dup_close_before_del_no_ghost) {
   t_assert_clean(p);
 }
 
-/* E35/lessons 1 (libuv#1468): after a close-then-del with a dup alive, a
+/* E35 (libuv#1468): after a close-then-del with a dup alive, a
  * readable file that the kernel may still hold under the closed number
  * must not turn poller_wait into a busy loop of stale reports: a wait of
  * 200 ms with nothing to report makes a handful of system calls, and an
@@ -297,7 +297,8 @@ TEST(dup_close_before_del_no_spin) {
   t_assert_clean(p);
 }
 
-/* E34 + E35 (lessons 2 and F2): the fd is closed before del while a dup
+/* E34 + E35 (swift-nio#341, creytiv/re#266): the fd is closed before del
+ * while a dup
  * keeps its file alive, and its number is reused by a new file that is
  * registered: readiness of the old file (which the kernel may still hold
  * under that number) never reaches the new registration; only the new
@@ -334,7 +335,7 @@ TEST(dup_close_reuse_no_ghost) {
 }
 
 /* E37: select and poll: a registered fd closed behind poller's back is
- * reported once as ERR|NVAL (not a spin, lessons E37), the rest of the
+ * reported once as ERR|NVAL (not a spin), the rest of the
  * poller keeps working, and del then succeeds.  Covers a close before the
  * first wait (the add still queued) and after it. */
 TEST(closed_fd_nval_once) {

@@ -1,6 +1,6 @@
 /*
  * modes.c - conformance group D: edge-triggered, oneshot and level modes
- * (conformance-cases.md 29-32; issue 2's modes line).  ET is native on
+ * (issue 2's modes line).  ET is native on
  * epoll, kqueue and io_uring and emulated on select and poll by reporting
  * readiness transitions only; poller_caps says which.
  */

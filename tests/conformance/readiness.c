@@ -1,6 +1,6 @@
 /*
  * readiness.c - conformance group C: what each kind of readiness looks
- * like on every backend (conformance-cases.md 21-28; issue 2's readiness
+ * like on every backend (issue 2's readiness
  * line).  Waits are tolerant: they look for the expected bits and accept
  * extra ones where the kernel may add them (a hang-up is also readable).
  */

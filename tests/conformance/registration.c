@@ -1,6 +1,6 @@
 /*
  * registration.c - conformance group A: add, mod, del, get, next, count,
- * push and pop (conformance-cases.md 1-11, issue 2's poller_add, poller_mod,
+ * push and pop (issue 2's poller_add, poller_mod,
  * poller_del, get/next/count and push/pop lines).
  */
 #include "harness.h"
@@ -478,7 +478,7 @@ TEST(del_drops_whole_stack) {
 }
 
 /* A9 / issue 2: a regular file is accepted by add on every backend (epoll
- * refuses it with EPERM, lessons 9) and reported always ready, as select
+ * refuses it with EPERM, asio#111) and reported always ready, as select
  * and poll report it: IN and OUT at every wait, level-triggered. */
 TEST(register_regular_file) {
   poller *p;

@@ -1,6 +1,6 @@
 /*
  * scale.c - conformance group F: many fds, high fd numbers, churn
- * (conformance-cases.md 38-40; issue 2's select and scale lines).  Sizes
+ * (issue 2's select and scale lines).  Sizes
  * come from RLIMIT_NOFILE, never from this machine's value.
  */
 #include "harness.h"

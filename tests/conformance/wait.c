@@ -1,6 +1,6 @@
 /*
  * wait.c - conformance group B: poller_wait's timeouts, wakeups, EINTR and
- * partial harvest (conformance-cases.md 12-20; issue 2's poller_wait line).
+ * partial harvest (issue 2's poller_wait line).
  * Elapsed times are checked against "at least" bounds; upper bounds are
  * generous (a loaded 2-core machine), never a speed assertion.
  */
@@ -74,7 +74,7 @@ TEST(wait_timeout_accuracy) {
 }
 
 /* B15: a 1 ms timeout waits at least 1 ms and is one kernel wait, not a
- * zero-timeout spin (lessons 12). */
+ * zero-timeout spin (python/asyncio#106). */
 TEST(wait_short_timeout_no_spin) {
   poller *p;
   poller_event out[4];
@@ -247,7 +247,7 @@ TEST(wakeup_from_signal_handler) {
 }
 
 /* B19: a signal whose handler returns, arriving mid-wait, does not end the
- * wait, and the retry waits only for the time left (PEP 475, lessons 11,
+ * wait, and the retry waits only for the time left (PEP 475,
  * capnproto#580): elapsed >= timeout, and well below timeout + the time
  * already waited. */
 TEST(wait_eintr_recomputes_timeout) {

@@ -1,8 +1,8 @@
 /*
  * test_loop.c - the loop: run(timeout, count), fd watchers, timers,
  * deferred work, signals, child processes, file changes, async wake-ups
- * and fork (issue 3; conformance-cases.md group I; lessons F4, F6, F7,
- * F10).  Every test runs on every backend.
+ * and fork (issue 3; group I of the suite's case numbering).  Every test
+ * runs on every backend.
  */
 #include "harness.h"
 
@@ -121,7 +121,7 @@ TEST(stop_from_other_thread) {
 }
 
 /* A callback that stops another watcher of the same batch: that watcher's
- * callback never runs (conformance 11, swift-nio#341). */
+ * callback never runs (swift-nio#341). */
 struct pairctx {
   int fds[2];
   int calls[2];
@@ -206,7 +206,7 @@ static void on_timer_time(poller_timer *t, void *arg) {
   early_n++;
 }
 
-/* I51: never before the deadline by CLOCK_MONOTONIC (lessons 12, 13). */
+/* I51: never before the deadline by CLOCK_MONOTONIC (libevent#958). */
 TEST(timers_never_early) {
   poller_loop *l = open_loop();
   poller_timer t[20];

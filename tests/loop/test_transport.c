@@ -1,6 +1,6 @@
 /*
  * test_transport.c - transports and listeners on the loop (issue 3;
- * conformance-cases.md group J, 57-60; lessons.md F5, F13).  Traffic only
+ * group J of the suite's case numbering; libuv#315, tornado#223).  Traffic only
  * on 127.0.0.1, ::1 and Unix sockets; sizes from RLIMIT_NOFILE.
  */
 #include "harness.h"
@@ -722,7 +722,7 @@ TEST_TIMEOUT(transport_echo_1000_connections, 60) {
   finish(loop);
 }
 
-/* ---- EMFILE on accept (lessons F5) ---- */
+/* ---- EMFILE on accept (libuv#315) ---- */
 
 static int fill_fds(int *fds, int max) {
   int n = 0;
