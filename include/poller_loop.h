@@ -204,12 +204,14 @@ int poller_fswatch_stop(poller_fswatch *watch);
 /* Wake-ups across threads: poller_async_send (any thread, or a signal
  * handler) makes cb run in the loop; sends before the callback coalesce
  * into one call, and a send is never lost.  An active async keeps
- * poller_loop_run going. */
+ * poller_loop_run going.  `pending` is a plain int that the library only
+ * touches with atomic operations: no _Atomic in a public struct, so the
+ * header compiles as C++ and as C99. */
 struct poller_async { /* private */
   poller_loop *loop;
   poller_async_cb cb;
   void *arg;
-  _Atomic int pending;
+  int pending;
   int active;
   unsigned pass;
   poller_async *next;

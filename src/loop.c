@@ -770,7 +770,7 @@ int poller_async_start(poller_loop *l, poller_async *a, poller_async_cb cb,
   a->loop = l;
   a->cb = cb;
   a->arg = arg;
-  atomic_store(&a->pending, 0);
+  __atomic_store_n(&a->pending, 0, __ATOMIC_SEQ_CST);
   a->active = 1;
   a->next = l->asyncs;
   l->asyncs = a;
@@ -785,7 +785,7 @@ int poller_async_send(poller_async *a) {
   /* Only the first send since the callback ran wakes the loop; the order
    * (own flag, then the loop's flag, then the wakeup) means a send is
    * either seen by the pass in progress or wakes the next one. */
-  if (atomic_exchange(&a->pending, 1) == 0) {
+  if (__atomic_exchange_n(&a->pending, 1, __ATOMIC_SEQ_CST) == 0) {
     atomic_store(&a->loop->async_pending, 1);
     return poller_wakeup(a->loop->p);
   }
@@ -818,7 +818,7 @@ again:
     if (a->pass == pass)
       continue;
     a->pass = pass;
-    if (!atomic_exchange(&a->pending, 0))
+    if (!__atomic_exchange_n(&a->pending, 0, __ATOMIC_SEQ_CST))
       continue;
     unsigned version = l->version;
     a->cb(a, a->arg);
@@ -894,7 +894,7 @@ int poller_loop_reinit(poller_loop *l) {
   atomic_store(&l->sig_pending, 0);
   atomic_store(&l->async_pending, 0);
   for (poller_async *a = l->asyncs; a; a = a->next)
-    atomic_store(&a->pending, 0);
+    __atomic_store_n(&a->pending, 0, __ATOMIC_SEQ_CST);
 #ifdef __linux__
   /* inotify instances are shared with the parent across fork: a new one,
    * with every watch added again. */
