@@ -35,8 +35,14 @@ typedef struct poller_loop poller_loop;
  * Returns 0; -EINVAL for NULL; or poller_open's error. */
 int poller_loop_open(poller_loop **loop, enum poller_backend backend);
 
-/* Closes the loop: stops every handle without calling its callback,
- * closes every transport and listener, frees the loop.  NULL is ignored. */
+/* Closes the loop: runs the work still deferred with poller_loop_defer
+ * (usually frees), closes every transport and listener, stops every
+ * handle without calling its callback, and frees the loop.  NULL is ignored.
+ * From inside a callback of this loop (while poller_loop_run runs), the
+ * close is deferred: no further callback of the loop runs, the run
+ * returns after the current callback with its usual result, and the loop
+ * is freed just before poller_loop_run returns; the pointer must not be
+ * used after that. */
 void poller_loop_close(poller_loop *loop);
 
 /* Returns the loop's poller (for poller_backend and poller_stats_get). */
@@ -44,8 +50,13 @@ poller *poller_loop_poller(poller_loop *loop);
 
 /* Runs the loop, as pike's loop(timeout, count): returns after `count`
  * iterations (count < 0: no limit), after timeout_ms (-1: none), when
- * poller_loop_stop was called, or when nothing is left to watch.
- * Returns the number of iterations run (>= 0), or -errno. */
+ * poller_loop_stop was called, or when nothing is left to watch.  An
+ * iteration is one pass of the order in docs/loop.md (timers, wait,
+ * callbacks); a pass in which only due timers ran counts too.
+ * Returns the number of iterations run (>= 0); -EFAULT for NULL; -EINVAL
+ * for timeout_ms < -1; -EBUSY when called while this loop is already
+ * running (from one of its callbacks: a nested run is refused, as asyncio
+ * refuses it); or poller_wait's error. */
 int poller_loop_run(poller_loop *loop, int timeout_ms, int count);
 
 /* Makes poller_loop_run return after the current iteration.  Safe from

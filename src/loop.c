@@ -83,7 +83,13 @@ struct poller_loop {
   poller_signal sigchld;
 
   int inotify_fd;
+  unsigned inotify_gen; /* new for every inotify instance the loop opens */
   poller_fswatch *watches;
+
+  /* poller_loop_run in progress (a nested run is refused), and a
+   * poller_loop_close asked from inside it, done when the run returns. */
+  int running;
+  int close_requested;
 
   /* Callbacks of signals, asyncs and file watches may start and stop any
    * handle: `version` changes when a list does, and a dispatch pass then
@@ -120,10 +126,22 @@ int poller_loop_open(poller_loop **lp, enum poller_backend backend) {
 }
 
 static void signals_forget(poller_loop *l);
+static void run_deferred(poller_loop *l);
 
 void poller_loop_close(poller_loop *l) {
   if (!l)
     return;
+  if (l->running) {
+    /* Called from a callback: freeing the loop now would pull it from
+     * under poller_loop_run.  The run stops dispatching and closes the
+     * loop just before it returns (asyncio refuses to close a running
+     * loop; a void call cannot refuse, so it is deferred instead). */
+    l->close_requested = 1;
+    atomic_store(&l->stop, 1);
+    return;
+  }
+  /* Deferred work not run yet usually frees what a callback closed. */
+  run_deferred(l);
   poller__transport_close_all(l);
   while (l->signals)
     poller_signal_stop(l->signals);
@@ -310,10 +328,12 @@ int poller_timer_stop(poller_timer *t) {
 
 int poller_timer_active(const poller_timer *t) { return t && t->active; }
 
-static void run_timers(poller_loop *l) {
+/* Runs the due timers; returns how many ran. */
+static int run_timers(poller_loop *l) {
   uint64_t seq_limit = l->timer_seq;
+  int ran = 0;
   l->now_ns = mono_ns();
-  while (l->nheap) {
+  while (l->nheap && !l->close_requested) {
     poller_timer *t = l->heap[0];
     if (t->deadline_ns > l->now_ns || t->deadline_ns == UINT64_MAX)
       break;
@@ -330,8 +350,10 @@ static void run_timers(poller_loop *l) {
       t->active = 0;
       l->alive--;
     }
+    ran++;
     t->cb(t, t->arg);
   }
+  return ran;
 }
 
 /* The wait's timeout: until the next timer or the run's end, in whole ms
@@ -479,6 +501,8 @@ static void dispatch_signals(poller_loop *l) {
     unsigned pass = ++l->pass;
   again:
     for (poller_signal *s = l->signals; s; s = s->next) {
+      if (l->close_requested)
+        return;
       if (s->signum != signum || s->pass == pass)
         continue;
       s->pass = pass;
@@ -625,11 +649,20 @@ static void fs_stat(poller_fswatch *w) {
   }
 }
 
+/* True while fd is still the loop's inotify instance of generation gen:
+ * a callback that stopped the last watch closed it, and the number may
+ * already belong to the application (or to a new instance whose watch
+ * descriptors mean other files). */
+static int inotify_same(const poller_loop *l, int fd, unsigned gen) {
+  return !l->close_requested && l->inotify_fd == fd && l->inotify_gen == gen;
+}
+
 static void on_inotify(poller_loop *l, int fd, unsigned events, void *arg) {
   (void)events;
   (void)arg;
   _Alignas(struct inotify_event) char buf[4096];
-  for (;;) {
+  unsigned gen = l->inotify_gen;
+  while (inotify_same(l, fd, gen)) {
     ssize_t n = read(fd, buf, sizeof buf);
     if (n <= 0)
       return;
@@ -639,6 +672,8 @@ static void on_inotify(poller_loop *l, int fd, unsigned events, void *arg) {
       unsigned pass = ++l->pass;
     again:
       for (poller_fswatch *w = l->watches; w; w = w->next) {
+        if (!inotify_same(l, fd, gen))
+          return;
         if (w->wd != ev->wd || w->pass == pass)
           continue;
         w->pass = pass;
@@ -705,6 +740,7 @@ int poller_fswatch_start(poller_loop *l, poller_fswatch *w, const char *path,
       return r;
     }
     l->inotify_fd = fd;
+    l->inotify_gen++;
   }
   char *copy = strdup(path);
   int wd = copy ? inotify_add_watch(l->inotify_fd, path, FS_MASK) : -1;
@@ -815,6 +851,8 @@ static void dispatch_async(poller_loop *l) {
   unsigned pass = ++l->pass;
 again:
   for (poller_async *a = l->asyncs; a; a = a->next) {
+    if (l->close_requested)
+      return;
     if (a->pass == pass)
       continue;
     a->pass = pass;
@@ -830,7 +868,7 @@ again:
 /* ---- running ---- */
 
 static void dispatch_io(poller_loop *l, int n) {
-  for (int i = 0; i < n; i++) {
+  for (int i = 0; i < n && !l->close_requested; i++) {
     poller_event *ev = &l->events[i];
     int fd = ev->fd;
     if (fd >= l->nio || !l->io[fd].active)
@@ -843,39 +881,63 @@ static void dispatch_io(poller_loop *l, int n) {
   }
 }
 
+/* The body of poller_loop_run, between its guard and its close. */
+static int loop_run(poller_loop *l, uint64_t end_ns, int count) {
+  int iterations = 0;
+  int r = 0;
+  while (!atomic_load(&l->stop)) {
+    if (count >= 0 && iterations >= count)
+      break;
+    if (run_timers(l) > 0 &&
+        (atomic_load(&l->stop) || (l->alive == 0 && l->ndefer == 0))) {
+      /* Timers ran and the loop ends here: that was an iteration too
+       * (pike's count and the header's promise), deferred work included. */
+      run_deferred(l);
+      iterations++;
+      break;
+    }
+    if (atomic_load(&l->stop) || (l->alive == 0 && l->ndefer == 0))
+      break;
+    int tmo = l->ndefer ? 0 : wait_timeout(l, end_ns);
+    int n = poller_wait(l->p, l->events, EVENTS_PER_WAIT, tmo);
+    if (n < 0) {
+      r = n;
+      break;
+    }
+    l->now_ns = mono_ns();
+    dispatch_io(l, n);
+    dispatch_signals(l);
+    dispatch_async(l);
+    if (!l->close_requested)
+      run_deferred(l);
+    iterations++;
+    if (end_ns != UINT64_MAX && mono_ns() >= end_ns) {
+      run_timers(l);
+      if (!l->close_requested)
+        run_deferred(l);
+      break;
+    }
+  }
+  atomic_store(&l->stop, 0);
+  return r < 0 ? r : iterations;
+}
+
 int poller_loop_run(poller_loop *l, int timeout_ms, int count) {
   if (!l)
     return -EFAULT;
   if (timeout_ms < -1)
     return -EINVAL;
+  if (l->running)
+    return -EBUSY; /* a nested run would reuse the report buffer */
   uint64_t end_ns = timeout_ms < 0
                         ? UINT64_MAX
                         : sat_add(mono_ns(), ms_to_ns((uint64_t)timeout_ms));
-  int iterations = 0;
-  while (!atomic_load(&l->stop)) {
-    if (count >= 0 && iterations >= count)
-      break;
-    run_timers(l);
-    if (atomic_load(&l->stop) || (l->alive == 0 && l->ndefer == 0))
-      break;
-    int tmo = l->ndefer ? 0 : wait_timeout(l, end_ns);
-    int n = poller_wait(l->p, l->events, EVENTS_PER_WAIT, tmo);
-    if (n < 0)
-      return n;
-    l->now_ns = mono_ns();
-    dispatch_io(l, n);
-    dispatch_signals(l);
-    dispatch_async(l);
-    run_deferred(l);
-    iterations++;
-    if (end_ns != UINT64_MAX && mono_ns() >= end_ns) {
-      run_timers(l);
-      run_deferred(l);
-      break;
-    }
-  }
-  atomic_store(&l->stop, 0);
-  return iterations;
+  l->running = 1;
+  int r = loop_run(l, end_ns, count);
+  l->running = 0;
+  if (l->close_requested)
+    poller_loop_close(l);
+  return r;
 }
 
 int poller_loop_reinit(poller_loop *l) {
@@ -910,6 +972,7 @@ int poller_loop_reinit(poller_loop *l) {
       return r;
     }
     l->inotify_fd = fd;
+    l->inotify_gen++;
     for (poller_fswatch *w = l->watches; w; w = w->next)
       w->wd = inotify_add_watch(fd, w->path, FS_MASK);
   }
