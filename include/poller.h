@@ -28,9 +28,26 @@
 extern "C" {
 #endif
 
+/* The version of these headers, MAJOR.MINOR.PATCH (Semantic Versioning:
+ * see the README).  CMake reads these three lines for the shared library's
+ * VERSION (libpoller.so.MAJOR.MINOR.PATCH) and SOVERSION (MAJOR). */
 #define POLLER_VERSION_MAJOR 0
 #define POLLER_VERSION_MINOR 1
 #define POLLER_VERSION_PATCH 0
+/* The same as one number, MAJOR * 10000 + MINOR * 100 + PATCH. */
+#define POLLER_VERSION                                                         \
+  (POLLER_VERSION_MAJOR * 10000 + POLLER_VERSION_MINOR * 100 +                 \
+   POLLER_VERSION_PATCH)
+
+/* Returns the version of the library linked at run time as one number,
+ * MAJOR * 10000 + MINOR * 100 + PATCH (0.1.0 is 100, as libuv's
+ * uv_version()); compare it with POLLER_VERSION, the headers' version.
+ * Never fails. */
+int poller_version(void);
+
+/* Returns the same version as a static string "MAJOR.MINOR.PATCH".
+ * Never fails; the string must not be freed. */
+const char *poller_version_string(void);
 
 /* An instance of the poller: a kernel object plus the fd table. */
 typedef struct poller poller;
@@ -43,7 +60,7 @@ enum poller_backend {
   POLLER_POLL = 2,   /* poll(2) */
   POLLER_EPOLL = 3,  /* epoll(7), Linux */
   POLLER_KQUEUE = 4, /* kqueue(2), BSD and macOS (or libkqueue) */
-  POLLER_URING = 5   /* io_uring poll requests, Linux 5.1+ (liburing) */
+  POLLER_URING = 5   /* io_uring poll requests, Linux 5.13+ (liburing) */
 };
 
 /* Readiness bits, used both in interest masks and in reports. */

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Builds poller and runs every test: the C suites (conformance on every
-# backend, loop and transports) in a normal and a sanitizer build, the
-# Python binding's tests, and the benchmarks' quick smoke run (which checks
-# results, never speed).  Installs missing Debian packages first.
+# backend, loop and transports) in a normal and a sanitizer build, an
+# install into a temporary prefix used by pkg-config and CMake consumers
+# (tests/install/run.sh), the Python binding's tests, and the benchmarks'
+# quick smoke run (which checks results, never speed).  Installs missing
+# Debian packages first.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh test || exit 1
@@ -19,6 +21,7 @@ step() {
   fi
 }
 step c-tests bash tests/run-all.sh
+step install bash tests/install/run.sh
 step python bash python/run-tests.sh
 step bench-smoke bash bench/run.sh --quick
 [ $failed -eq 0 ] || echo "failed suites: ${names[*]}"

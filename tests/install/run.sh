@@ -1,0 +1,240 @@
+#!/usr/bin/env bash
+# tests/install/run.sh - proves that poller installs into a prefix and can
+# be used from there, as the README's "Build, install and link" says:
+#   1. configure with the default prefix, then `cmake --install --prefix P`
+#      (so poller.pc must follow the install-time prefix, not /usr/local);
+#   2. the files: headers, libpoller.a, libpoller.so -> .so.MAJOR ->
+#      .so.MAJOR.MINOR.PATCH with soname libpoller.so.MAJOR, poller.pc,
+#      the CMake package; one version everywhere (poller.h, poller.pc,
+#      pollerConfigVersion.cmake, the file name, the soname, run time);
+#   3. the shared library exports exactly the functions the installed
+#      headers declare (nm -D), none of the internal poller__ symbols;
+#   4. a consumer built with pkg-config (shared, and static with
+#      --static), and the README's example, built and run;
+#   5. a consumer built with find_package(poller) (poller::poller and
+#      poller::poller_static), built and run;
+#   6. the prefix moved elsewhere: pkg-config and find_package still work.
+# Everything happens in a temporary directory, removed at the end.
+# Exits 0 when every check passed.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+here=$root/tests/install
+jobs=${JOBS:-2}
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/poller-install.XXXXXX")
+server_pid=
+cleanup() {
+  [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+failures=0
+ok() { echo "ok - $*"; }
+bad() { echo "not ok - $*"; failures=$((failures + 1)); }
+check() { # check "name" command... : runs the command, records the result
+  local name=$1; shift
+  if "$@"; then ok "$name"; else bad "$name"; fi
+}
+
+# ---- 1. build and install ----
+echo "# building in $tmp/build, installing into $tmp/prefix"
+cmake -S "$root" -B "$tmp/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+  -DCMAKE_INSTALL_PREFIX=/usr/local -DPOLLER_TESTS=OFF \
+  -DPOLLER_EXAMPLES=OFF >"$tmp/configure.log" ||
+  { cat "$tmp/configure.log"; exit 1; }
+cmake --build "$tmp/build" -j "$jobs" >"$tmp/build.log" ||
+  { cat "$tmp/build.log"; exit 1; }
+P=$tmp/prefix
+cmake --install "$tmp/build" --prefix "$P" >"$tmp/install.log" ||
+  { cat "$tmp/install.log"; exit 1; }
+
+libdir=$(find "$P" -name 'libpoller.so' -printf '%h\n' | head -n 1)
+[ -n "$libdir" ] || { echo "not ok - no libpoller.so under $P"; exit 1; }
+
+# ---- 2. files and versions ----
+hdr=$P/include/poller.h
+ver_of() { sed -n "s/^#define POLLER_VERSION_$1 \([0-9]*\)$/\1/p" "$hdr"; }
+major=$(ver_of MAJOR) minor=$(ver_of MINOR) patch=$(ver_of PATCH)
+version=$major.$minor.$patch
+echo "# headers say $version"
+for f in include/poller.h include/poller_loop.h include/poller_transport.h; do
+  check "installed $f" test -f "$P/$f"
+done
+check "libpoller.a" test -f "$libdir/libpoller.a"
+check "libpoller.so.$version is a file" test -f "$libdir/libpoller.so.$version"
+check "libpoller.so.$major -> libpoller.so.$version" \
+  test "$(readlink "$libdir/libpoller.so.$major")" = "libpoller.so.$version"
+check "libpoller.so -> libpoller.so.$major" \
+  test "$(readlink "$libdir/libpoller.so")" = "libpoller.so.$major"
+soname=$(objdump -p "$libdir/libpoller.so.$version" | awk '$1 == "SONAME" {print $2}')
+check "soname is libpoller.so.$major (is $soname)" \
+  test "$soname" = "libpoller.so.$major"
+check "poller.pc" test -f "$libdir/pkgconfig/poller.pc"
+check "pollerConfig.cmake" test -f "$libdir/cmake/poller/pollerConfig.cmake"
+check "pollerConfigVersion.cmake says $version" \
+  grep -q "PACKAGE_VERSION \"$version\"" "$libdir/cmake/poller/pollerConfigVersion.cmake"
+check "nothing installed outside include/ and the libdir" \
+  test -z "$(cd "$P" && find . -type f | grep -v -e '^./include/' -e "^.${libdir#"$P"}/")"
+
+export PKG_CONFIG_PATH=$libdir/pkgconfig
+unset PKG_CONFIG_LIBDIR PKG_CONFIG_SYSROOT_DIR
+check "pkg-config --modversion poller is $version" \
+  test "$(pkg-config --modversion poller)" = "$version"
+pc_inc=$(pkg-config --variable=includedir poller)
+pc_lib=$(pkg-config --variable=libdir poller)
+check "pkg-config's includedir is the installed one ($pc_inc)" \
+  test "$(realpath "$pc_inc")" = "$(realpath "$P/include")"
+check "pkg-config's libdir is the installed one ($pc_lib)" \
+  test "$(realpath "$pc_lib")" = "$(realpath "$libdir")"
+check "pkg-config --cflags poller names no configure-time prefix" \
+  bash -c '! pkg-config --cflags --libs poller | grep -q /usr/local'
+
+# ---- 3. exported symbols = the functions the installed headers declare ----
+# Declarations: the identifier before "(" at the start of a prototype,
+# after comments and preprocessor lines are removed (function pointer
+# typedefs name their type "(*name)", which is not matched).
+declared=$tmp/declared.txt exported=$tmp/exported.txt
+cat "$P"/include/*.h | sed -e 's://.*$::' | perl -0777 -pe 's:/\*.*?\*/::gs' |
+  grep -v '^#' | tr '\n' ' ' | tr ';' '\n' |
+  grep -v -e '^ *typedef' -e '^ *struct [a-z_]* *{' |
+  grep -oE '\bpoller_[a-z0-9_]+ *\(' | tr -d ' (' | sort -u >"$declared"
+nm -D --defined-only "$libdir/libpoller.so.$version" | awk '{print $3}' |
+  sed 's/@.*//' | sort -u >"$exported"
+extra=$(comm -13 "$declared" "$exported")
+missing=$(comm -23 "$declared" "$exported")
+if [ -z "$extra" ]; then
+  ok "every exported symbol ($(wc -l <"$exported")) is declared in the headers"
+else
+  bad "exported but not in the public headers: $(echo $extra)"
+fi
+if [ -z "$missing" ]; then
+  ok "every declared function ($(wc -l <"$declared")) is exported"
+else
+  bad "declared in the headers but not exported: $(echo $missing)"
+fi
+
+# ---- 4. pkg-config consumers ----
+cflags=(-std=c11 -Wall -Wextra -Werror)
+consumer_runs() { # consumer_runs binary: runs it, checks the version it prints
+  local out
+  out=$("$1") && [ "$out" = "$version" ]
+}
+uses_prefix_lib() { # the shared library the binary loads is the installed one
+  ldd "$1" | grep -q "libpoller.so.$major => $(realpath "$libdir")/"
+}
+build_pc() { # build_pc dir: builds the pkg-config consumers into dir
+  mkdir -p "$1"
+  # shellcheck disable=SC2046
+  cc "${cflags[@]}" $(pkg-config --cflags poller) "$here/consumer.c" \
+    -o "$1/consumer_pc" $(pkg-config --libs poller) \
+    -Wl,-rpath,"$(pkg-config --variable=libdir poller)" &&
+    cc "${cflags[@]}" $(pkg-config --cflags poller) "$here/consumer.c" \
+      -o "$1/consumer_pc_static" \
+      $(pkg-config --static --libs poller | sed 's/-lpoller\b/-l:libpoller.a/')
+}
+check "pkg-config consumers build" build_pc "$tmp/pc"
+check "pkg-config consumer (shared) runs and prints $version" \
+  consumer_runs "$tmp/pc/consumer_pc"
+check "pkg-config consumer (shared) loads the installed libpoller.so.$major" \
+  uses_prefix_lib "$tmp/pc/consumer_pc"
+check "pkg-config consumer (static) runs and prints $version" \
+  consumer_runs "$tmp/pc/consumer_pc_static"
+check "pkg-config consumer (static) does not load libpoller.so" \
+  bash -c "[ -x '$tmp/pc/consumer_pc_static' ] && ! ldd '$tmp/pc/consumer_pc_static' | grep -q libpoller"
+
+# The README's short example, completed (examples/readme_example.c): it
+# must accept clients and print exactly what they send, once.
+readme_example() {
+  local bin=$tmp/pc/readme_example out=$tmp/readme.out port i
+  # shellcheck disable=SC2046
+  cc "${cflags[@]}" $(pkg-config --cflags poller) \
+    "$root/examples/readme_example.c" -o "$bin" $(pkg-config --libs poller) \
+    -Wl,-rpath,"$libdir" || return 1
+  "$bin" >"$out" 2>&1 &
+  server_pid=$!
+  for i in $(seq 300); do
+    grep -q '^listening on' "$out" && break
+    sleep 0.1
+  done
+  port=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$out")
+  [ -n "$port" ] || { cat "$out"; return 1; }
+  # Two clients at once (the first stays connected while the second
+  # writes), then a third after both closed.
+  exec 3<>"/dev/tcp/127.0.0.1/$port"
+  exec 4<>"/dev/tcp/127.0.0.1/$port"
+  printf 'first client\n' >&3
+  printf 'second client\n' >&4
+  exec 4>&-
+  printf 'first client again\n' >&3
+  exec 3>&-
+  exec 3<>"/dev/tcp/127.0.0.1/$port"
+  printf 'third client\n' >&3
+  exec 3>&-
+  for i in $(seq 300); do
+    [ "$(wc -l <"$out")" -ge 5 ] && break
+    sleep 0.1
+  done
+  # Give a spinning server (the old example printed every readiness
+  # report) a moment to show itself, then look at the whole output.
+  sleep 0.5
+  kill -0 "$server_pid" || { cat "$out"; return 1; }
+  kill "$server_pid"; wait "$server_pid" 2>/dev/null || true
+  server_pid=
+  local want got
+  want=$(printf '%s\n' "first client" "first client again" "listening on 127.0.0.1:$port" "second client" "third client" | sort)
+  got=$(sort "$out")
+  [ "$got" = "$want" ] || { echo "# got:"; sed 's/^/#   /' "$out"; return 1; }
+  # The first client's lines in the order it sent them.
+  [ "$(grep '^first' "$out" | tr '\n' '|')" = "first client|first client again|" ]
+}
+check "the README's example (examples/readme_example.c) accepts, reads, prints once" \
+  readme_example
+# The README's "A short example" code block is the part of
+# examples/readme_example.c between its two marker comments.
+readme_shows_example() {
+  diff <(sed -n '/README.s example starts here/,/README.s example ends here/p' \
+           "$root/examples/readme_example.c" | sed '1d;$d') \
+       <(awk '/^## A short example/ {s = 1; next}
+              s == 1 && /^```c$/ {s = 2; next}
+              s == 2 && /^```$/ {exit}
+              s == 2' "$root/README.md")
+}
+check "the README's short example is examples/readme_example.c's serve()" \
+  readme_shows_example
+
+# ---- 5. find_package consumers ----
+build_cmake() { # build_cmake builddir: configures and builds tests/install/cmake
+  cmake -S "$here/cmake" -B "$1" -DCMAKE_PREFIX_PATH="$2" \
+    -DPOLLER_EXPECT_VERSION="$version" >"$1.log" 2>&1 &&
+    cmake --build "$1" -j "$jobs" >>"$1.log" 2>&1 ||
+    { cat "$1.log"; return 1; }
+}
+check "find_package(poller $version) consumers configure and build" \
+  build_cmake "$tmp/cm" "$P"
+check "poller::poller consumer runs and prints $version" \
+  consumer_runs "$tmp/cm/consumer_shared"
+check "poller::poller consumer loads the installed libpoller.so.$major" \
+  uses_prefix_lib "$tmp/cm/consumer_shared"
+check "poller::poller_static consumer runs and prints $version" \
+  consumer_runs "$tmp/cm/consumer_static"
+
+# ---- 6. the prefix moved ----
+mv "$P" "$tmp/moved"
+P=$tmp/moved
+libdir=$P${libdir#"$tmp/prefix"}
+export PKG_CONFIG_PATH=$libdir/pkgconfig
+check "moved prefix: pkg-config's includedir follows ($(pkg-config --variable=includedir poller))" \
+  test "$(realpath "$(pkg-config --variable=includedir poller)")" = "$(realpath "$P/include")"
+check "moved prefix: pkg-config consumers build" build_pc "$tmp/pc2"
+check "moved prefix: pkg-config consumer loads the moved library" \
+  uses_prefix_lib "$tmp/pc2/consumer_pc"
+check "moved prefix: find_package consumers build" build_cmake "$tmp/cm2" "$P"
+check "moved prefix: poller::poller consumer runs" \
+  consumer_runs "$tmp/cm2/consumer_shared"
+
+if [ "$failures" -eq 0 ]; then
+  echo "# install: all checks passed"
+else
+  echo "# install: $failures check(s) FAILED"
+fi
+[ "$failures" -eq 0 ]
