@@ -36,14 +36,47 @@ typedef struct poller_loop poller_loop;
 int poller_loop_open(poller_loop **loop, enum poller_backend backend);
 
 /* Closes the loop: runs the work still deferred with poller_loop_defer
- * (usually frees), closes every transport and listener, stops every
- * handle without calling its callback, and frees the loop.  NULL is ignored.
+ * (usually frees), runs the close hooks (transports and listeners close
+ * there), stops every handle without calling its callback, and frees the
+ * loop.  NULL is ignored.
  * From inside a callback of this loop (while poller_loop_run runs), the
  * close is deferred: no further callback of the loop runs, the run
  * returns after the current callback with its usual result, and the loop
  * is freed just before poller_loop_run returns; the pointer must not be
  * used after that. */
 void poller_loop_close(poller_loop *loop);
+
+/* ---- close hooks: layers above the loop clean up with it ---- */
+
+/* A close hook lets a layer built on the loop (the transports of
+ * poller_transport.h, or the application's own) release what it keeps per
+ * loop when the loop closes, without the loop knowing that layer.  The
+ * callback runs once, from poller_loop_close, after the deferred work and
+ * before any handle is stopped, so the layer can still stop its watchers
+ * and timers and free its memory (the hook's included: it was removed
+ * before the call).  Hooks run in the reverse order of adding (as
+ * atexit).  A hook is a caller-allocated handle like the others. */
+typedef struct poller_loop_hook poller_loop_hook;
+typedef void (*poller_loop_hook_cb)(poller_loop_hook *hook, void *arg);
+struct poller_loop_hook { /* private */
+  poller_loop *loop;
+  poller_loop_hook_cb cb;
+  void *arg;
+  int active;
+  poller_loop_hook *next;
+};
+
+/* Adds a close hook.  Returns 0; -EFAULT for a NULL loop, hook or cb;
+ * -EBUSY when the hook is already added to this loop. */
+int poller_loop_hook_add(poller_loop *loop, poller_loop_hook *hook,
+                         poller_loop_hook_cb cb, void *arg);
+/* Removes a close hook; its callback will not run.  Returns 0 (also when
+ * it was not added) or -EFAULT for NULL. */
+int poller_loop_hook_remove(poller_loop_hook *hook);
+/* Returns the most recently added hook of the loop whose callback is cb
+ * (a layer's way to find its per-loop state), or NULL. */
+poller_loop_hook *poller_loop_hook_find(const poller_loop *loop,
+                                        poller_loop_hook_cb cb);
 
 /* Returns the loop's poller (for poller_backend and poller_stats_get). */
 poller *poller_loop_poller(poller_loop *loop);

@@ -19,7 +19,6 @@
 #define _GNU_SOURCE
 #include "heap.h"
 #include "poller_loop.h"
-#include "transport_internal.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -91,6 +90,8 @@ struct poller_loop {
   int running;
   int close_requested;
 
+  poller_loop_hook *hooks; /* close hooks, the newest first */
+
   /* Callbacks of signals, asyncs and file watches may start and stop any
    * handle: `version` changes when a list does, and a dispatch pass then
    * starts over, skipping the handles whose `pass` says they already ran
@@ -142,7 +143,15 @@ void poller_loop_close(poller_loop *l) {
   }
   /* Deferred work not run yet usually frees what a callback closed. */
   run_deferred(l);
-  poller__transport_close_all(l);
+  /* Each hook is unlinked before its callback, which may free it (and may
+   * add or remove other hooks). */
+  while (l->hooks) {
+    poller_loop_hook *h = l->hooks;
+    l->hooks = h->next;
+    h->active = 0;
+    h->next = NULL;
+    h->cb(h, h->arg);
+  }
   while (l->signals)
     poller_signal_stop(l->signals);
   while (l->children)
@@ -164,6 +173,47 @@ void poller_loop_close(poller_loop *l) {
 }
 
 poller *poller_loop_poller(poller_loop *l) { return l ? l->p : NULL; }
+
+/* ---- close hooks ---- */
+
+int poller_loop_hook_add(poller_loop *l, poller_loop_hook *h,
+                         poller_loop_hook_cb cb, void *arg) {
+  if (!l || !h || !cb)
+    return -EFAULT;
+  /* A loop has a few hooks (one per layer), so the membership check by
+   * walking the list is cheap, and it never trusts the handle's memory. */
+  for (poller_loop_hook *it = l->hooks; it; it = it->next)
+    if (it == h)
+      return -EBUSY;
+  *h = (poller_loop_hook){l, cb, arg, 1, l->hooks};
+  l->hooks = h;
+  return 0;
+}
+
+int poller_loop_hook_remove(poller_loop_hook *h) {
+  if (!h)
+    return -EFAULT;
+  if (!h->active)
+    return 0;
+  for (poller_loop_hook **pp = &h->loop->hooks; *pp; pp = &(*pp)->next)
+    if (*pp == h) {
+      *pp = h->next;
+      break;
+    }
+  h->active = 0;
+  h->next = NULL;
+  return 0;
+}
+
+poller_loop_hook *poller_loop_hook_find(const poller_loop *l,
+                                        poller_loop_hook_cb cb) {
+  if (!l)
+    return NULL;
+  for (poller_loop_hook *h = l->hooks; h; h = h->next)
+    if (h->cb == cb)
+      return h;
+  return NULL;
+}
 
 int poller_loop_stop(poller_loop *l) {
   if (!l)

@@ -23,7 +23,6 @@
 #include <limits.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,34 +50,55 @@
 
 enum tr_state { TR_CONNECTING, TR_OPEN, TR_CLOSED };
 
-/* Every live transport and listener is on one registry, so
- * poller_loop_close can close and free those of its loop (even the ones
- * closed but still waiting for their deferred free, which would otherwise
- * leak when the loop drops its timers).  The lock is taken only on create,
- * free and loop close, never on the I/O path. */
+/* Every live transport and listener is on its loop's registry, so that
+ * poller_loop_close closes and frees them (even the ones closed but still
+ * waiting for their deferred free, which would otherwise leak when the
+ * loop drops its timers).  The registry is per loop and found through the
+ * loop's close hook: no process-wide list and no lock (a lock held by
+ * another thread at fork would deadlock the child), closing one loop
+ * never walks another's transports, and the loop knows nothing of
+ * transports. */
 struct tr_node {
   struct tr_node *prev, *next;
   int kind; /* TR_KIND_* */
 };
 enum { TR_KIND_TRANSPORT = 1, TR_KIND_LISTENER = 2 };
-static struct tr_node tr_registry = {&tr_registry, &tr_registry, 0};
-static pthread_mutex_t tr_registry_lock = PTHREAD_MUTEX_INITIALIZER;
 
-static void tr_register(struct tr_node *n, int kind) {
+struct tr_registry {
+  poller_loop_hook hook; /* its callback closes everything below */
+  struct tr_node head;   /* circular list of transports and listeners */
+};
+
+static void tr_loop_closing(poller_loop_hook *hook, void *arg);
+
+/* The loop's registry, created with the first transport or listener.
+ * Returns NULL only when it cannot be allocated. */
+static struct tr_registry *tr_registry_of(poller_loop *loop) {
+  poller_loop_hook *h = poller_loop_hook_find(loop, tr_loop_closing);
+  if (h)
+    return h->arg;
+  struct tr_registry *r = calloc(1, sizeof *r);
+  if (!r)
+    return NULL;
+  r->head.prev = r->head.next = &r->head;
+  if (poller_loop_hook_add(loop, &r->hook, tr_loop_closing, r) < 0) {
+    free(r);
+    return NULL;
+  }
+  return r;
+}
+
+static void tr_register(struct tr_registry *r, struct tr_node *n, int kind) {
   n->kind = kind;
-  pthread_mutex_lock(&tr_registry_lock);
-  n->next = &tr_registry;
-  n->prev = tr_registry.prev;
-  tr_registry.prev->next = n;
-  tr_registry.prev = n;
-  pthread_mutex_unlock(&tr_registry_lock);
+  n->next = &r->head;
+  n->prev = r->head.prev;
+  r->head.prev->next = n;
+  r->head.prev = n;
 }
 
 static void tr_unregister(struct tr_node *n) {
-  pthread_mutex_lock(&tr_registry_lock);
   n->prev->next = n->next;
   n->next->prev = n->prev;
-  pthread_mutex_unlock(&tr_registry_lock);
 }
 
 struct tr_chunk {
@@ -487,6 +507,9 @@ int poller_transport_adopt(poller_loop *loop, poller_transport **t, int fd,
   int rc = tr_nonblock_cloexec(fd);
   if (rc < 0)
     return rc;
+  struct tr_registry *reg = tr_registry_of(loop);
+  if (!reg)
+    return -ENOMEM;
   poller_transport *n = tr_new(loop, fd, cbs, data);
   if (!n)
     return -ENOMEM;
@@ -499,7 +522,7 @@ int poller_transport_adopt(poller_loop *loop, poller_transport **t, int fd,
     return rc;
   }
   n->watching = POLLER_IN;
-  tr_register(&n->node, TR_KIND_TRANSPORT);
+  tr_register(reg, &n->node, TR_KIND_TRANSPORT);
   *t = n;
   return 0;
 }
@@ -518,6 +541,9 @@ int poller_transport_connect(poller_loop *loop, poller_transport **t,
   int fam = sa->sa_family;
   if (fam != AF_INET && fam != AF_INET6 && fam != AF_UNIX)
     return -EAFNOSUPPORT;
+  struct tr_registry *reg = tr_registry_of(loop);
+  if (!reg)
+    return -ENOMEM;
   int fd = socket(fam, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0)
     return -errno;
@@ -577,7 +603,7 @@ int poller_transport_connect(poller_loop *loop, poller_transport **t,
       return rc;
     }
   }
-  tr_register(&n->node, TR_KIND_TRANSPORT);
+  tr_register(reg, &n->node, TR_KIND_TRANSPORT);
   *t = n;
   return 0;
 }
@@ -977,6 +1003,9 @@ int poller_listener_adopt(poller_loop *loop, poller_listener **l, int fd,
   int rc = tr_nonblock_cloexec(fd);
   if (rc < 0)
     return rc;
+  struct tr_registry *reg = tr_registry_of(loop);
+  if (!reg)
+    return -ENOMEM;
   poller_listener *n = calloc(1, sizeof *n);
   if (!n)
     return -ENOMEM;
@@ -995,7 +1024,7 @@ int poller_listener_adopt(poller_loop *loop, poller_listener **l, int fd,
     return rc;
   }
   n->watching = 1;
-  tr_register(&n->node, TR_KIND_LISTENER);
+  tr_register(reg, &n->node, TR_KIND_LISTENER);
   *l = n;
   return 0;
 }
@@ -1076,32 +1105,29 @@ void poller_listener_close(poller_listener *l) {
   }
 }
 
-/* Called by poller_loop_close before it releases anything: closes every
- * transport and listener of the loop without callbacks (queues discarded)
- * and frees them, including those closed earlier whose deferred free the
- * loop will now never run. */
-void poller__transport_close_all(poller_loop *loop) {
+/* The loop's close hook, run by poller_loop_close before it releases
+ * anything: closes every transport and listener of the loop without
+ * callbacks (queues discarded) and frees them, including those closed
+ * earlier whose deferred free the loop will now never run; then the
+ * registry itself. */
+static void tr_loop_closing(poller_loop_hook *hook, void *arg) {
+  struct tr_registry *r = arg;
+  (void)hook;
   struct tr_node *n, *next;
-  pthread_mutex_lock(&tr_registry_lock);
-  for (n = tr_registry.next; n != &tr_registry; n = next) {
+  for (n = r->head.next; n != &r->head; n = next) {
     next = n->next;
     if (n->kind == TR_KIND_TRANSPORT) {
       poller_transport *t = (poller_transport *)n;
-      if (t->loop != loop)
-        continue;
       t->closing = 1;
       tr_close_now(t);
       (void)poller_timer_stop(&t->defer);
     } else {
       poller_listener *l = (poller_listener *)n;
-      if (l->loop != loop)
-        continue;
       poller_listener_close(l);
       (void)poller_timer_stop(&l->defer);
     }
-    n->prev->next = n->next;
-    n->next->prev = n->prev;
+    tr_unregister(n);
     free(n);
   }
-  pthread_mutex_unlock(&tr_registry_lock);
+  free(r);
 }

@@ -262,3 +262,67 @@ TEST(fswatch_stop_last_then_fd_reused) {
   unlink(path);
   close_loop(l);
 }
+
+/* ---- close hooks ---- */
+
+struct hooklog {
+  int order[4];
+  int n;
+  poller_timer timer; /* stopped by a hook: handles still work then */
+  int timer_stopped;
+  poller_loop *loop;
+};
+
+static struct hooklog *g_log;
+static void hook_b(poller_loop_hook *h, void *arg);
+static void hook_a(poller_loop_hook *h, void *arg) {
+  /* Removed before the call, so the hook may free its own memory. */
+  for (poller_loop_hook *it = poller_loop_hook_find(g_log->loop, hook_a); it;
+       it = NULL)
+    ASSERT_TRUE(it != h);
+  ASSERT_TRUE(poller_loop_hook_find(g_log->loop, hook_b) != h);
+  g_log->order[g_log->n++] = (int)(intptr_t)arg;
+  /* The loop's handles still work from a hook. */
+  if (poller_timer_active(&g_log->timer)) {
+    ASSERT_OK(poller_timer_stop(&g_log->timer));
+    g_log->timer_stopped = 1;
+  }
+}
+static void hook_b(poller_loop_hook *h, void *arg) { hook_a(h, arg); }
+
+/* Close hooks: run once at poller_loop_close, newest first, with the
+ * loop's handles still usable; a removed hook does not run; adding one
+ * twice is -EBUSY; find returns the newest hook of a callback. */
+TEST(loop_close_hooks) {
+  poller_loop *l = open_loop();
+  struct hooklog log;
+  memset(&log, 0, sizeof log);
+  g_log = &log;
+  log.loop = l;
+  poller_loop_hook h1, h2, h3;
+  ASSERT_ERR(poller_loop_hook_add(NULL, &h1, hook_a, NULL), -EFAULT);
+  ASSERT_ERR(poller_loop_hook_add(l, NULL, hook_a, NULL), -EFAULT);
+  ASSERT_ERR(poller_loop_hook_add(l, &h1, NULL, NULL), -EFAULT);
+  ASSERT_TRUE(poller_loop_hook_find(l, hook_a) == NULL);
+  ASSERT_OK(poller_loop_hook_add(l, &h1, hook_a, (void *)1));
+  ASSERT_OK(poller_loop_hook_add(l, &h2, hook_b, (void *)2));
+  ASSERT_OK(poller_loop_hook_add(l, &h3, hook_a, (void *)3));
+  ASSERT_ERR(poller_loop_hook_add(l, &h2, hook_b, (void *)2), -EBUSY);
+  ASSERT_TRUE(poller_loop_hook_find(l, hook_a) == &h3);
+  ASSERT_TRUE(poller_loop_hook_find(l, hook_b) == &h2);
+  ASSERT_OK(poller_loop_hook_remove(&h3));
+  ASSERT_OK(poller_loop_hook_remove(&h3)); /* twice is harmless */
+  ASSERT_ERR(poller_loop_hook_remove(NULL), -EFAULT);
+  ASSERT_TRUE(poller_loop_hook_find(l, hook_a) == &h1);
+  poller_timer_init(&log.timer, on_timer, NULL);
+  ASSERT_OK(poller_timer_start(l, &log.timer, 100000, 0));
+  /* Hooks do not run at a run, only at the close. */
+  ASSERT_EQ(poller_loop_run(l, 0, 1), 1);
+  ASSERT_EQ(log.n, 0);
+  poller_loop_close(l);
+  ASSERT_EQ(log.n, 2);
+  ASSERT_EQ(log.order[0], 2);
+  ASSERT_EQ(log.order[1], 1);
+  ASSERT_EQ(log.timer_stopped, 1);
+  t_assert_fds_clean();
+}

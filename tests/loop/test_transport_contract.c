@@ -1,0 +1,212 @@
+/*
+ * test_transport_contract.c - promises of poller_transport.h around the
+ * edges: fork while another thread creates transports, SIGPIPE on every
+ * kind of fd, connect refused with EAGAIN, registrations the core drops.
+ * Every test runs on every backend.
+ */
+#include "harness.h"
+
+#include "poller_transport.h"
+
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static poller_loop *open_loop(void) {
+  poller_loop *loop = NULL;
+  int rc = poller_loop_open(&loop, T_BACKEND);
+  if (rc == -ENOSYS || rc == -EPERM || rc == -EINVAL)
+    SKIP("backend %s not usable here: %s", T_BACKEND_NAME,
+         poller_strerror(rc));
+  ASSERT_OK(rc);
+  /* A SIGPIPE must kill the test (default disposition), so a transport
+   * that raised one fails visibly. */
+  signal(SIGPIPE, SIG_DFL);
+  return loop;
+}
+
+static void finish(poller_loop *loop) {
+  ASSERT_GE(poller_loop_run(loop, 200, -1), 0);
+  poller_loop_close(loop);
+  t_assert_fds_clean();
+}
+
+struct rec {
+  int connects, errors, closes;
+  int last_err;
+  size_t nread;
+  int done;
+};
+
+static void rec_connect(poller_transport *t) {
+  struct rec *r = poller_transport_data(t);
+  r->connects++;
+  r->done = 1;
+}
+static void rec_error(poller_transport *t, int err) {
+  struct rec *r = poller_transport_data(t);
+  r->errors++;
+  r->last_err = err;
+  r->done = 1;
+}
+static void rec_read(poller_transport *t, const void *buf, size_t len) {
+  struct rec *r = poller_transport_data(t);
+  (void)buf;
+  r->nread += len;
+}
+static void rec_close(poller_transport *t) {
+  struct rec *r = poller_transport_data(t);
+  r->closes++;
+  r->done = 1;
+}
+
+static const poller_transport_cbs rec_cbs = {
+    .on_connect = rec_connect,
+    .on_read = rec_read,
+    .on_close = rec_close,
+    .on_error = rec_error,
+};
+
+/* ---- fork while another thread creates transports ---- */
+
+struct churn {
+  atomic_int stop;
+  atomic_int rounds;
+  enum poller_backend backend;
+};
+
+/* Opens a loop, gives it many transports and closes it, over and over:
+ * with a process-wide registry behind a lock, closing a loop walks the
+ * registry with the lock held (closing each descriptor), so the lock is
+ * held a good part of the time. */
+#define CHURN_TRANSPORTS 500
+static void *churn_thread(void *arg) {
+  struct churn *c = arg;
+  int sv[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+    return NULL;
+  while (!atomic_load(&c->stop)) {
+    poller_loop *loop;
+    if (poller_loop_open(&loop, c->backend) < 0)
+      break;
+    for (int i = 0; i < CHURN_TRANSPORTS; i++) {
+      int fd = fcntl(sv[0], F_DUPFD_CLOEXEC, 0);
+      poller_transport *t;
+      if (fd < 0)
+        break;
+      if (poller_transport_adopt(loop, &t, fd, &rec_cbs, NULL) < 0)
+        close(fd);
+    }
+    poller_loop_close(loop);
+    atomic_fetch_add(&c->rounds, 1);
+  }
+  close(sv[0]);
+  close(sv[1]);
+  return NULL;
+}
+
+/* A child forked while another thread creates and frees transports can
+ * open a loop and a transport of its own: nothing process-wide was left
+ * locked by the thread that does not exist in the child.  Each child has
+ * an alarm, so a deadlock shows as a killed child, not a hung test. */
+#if defined(__SANITIZE_ADDRESS__)
+#define T_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define T_ASAN 1
+#endif
+#endif
+
+TEST_TIMEOUT(transport_fork_while_thread_creates, 60) {
+#ifdef T_ASAN
+  /* The sanitizer's own allocator is not fork-safe: a child forked while
+   * another thread is inside malloc can deadlock in its first malloc,
+   * whatever poller does (seen with gcc 12's libasan on a 20-line program
+   * of plain malloc and fork). */
+  SKIP("AddressSanitizer's allocator can deadlock a child forked while "
+       "another thread allocates");
+#endif
+  poller_loop *probe = open_loop();
+  poller_loop_close(probe);
+  struct churn c;
+  atomic_init(&c.stop, 0);
+  atomic_init(&c.rounds, 0);
+  c.backend = T_BACKEND;
+  pthread_t th;
+  ASSERT_EQ(pthread_create(&th, NULL, churn_thread, &c), 0);
+  while (atomic_load(&c.rounds) < 2)
+    t_sleep_ms(1);
+  int hung = 0, failed = 0, forks = 100;
+  for (int i = 0; i < forks; i++) {
+    pid_t pid = fork();
+    ASSERT_SYS(pid);
+    if (pid == 0) {
+      alarm(5);
+      poller_loop *loop;
+      if (poller_loop_open(&loop, T_BACKEND) < 0)
+        _exit(2);
+      int sv[2];
+      if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+        _exit(3);
+      poller_transport *t;
+      if (poller_transport_adopt(loop, &t, sv[0], &rec_cbs, NULL) < 0)
+        _exit(4);
+      poller_transport_close(t, 0);
+      poller_loop_close(loop);
+      _exit(0);
+    }
+    int status;
+    ASSERT_EQ(waitpid(pid, &status, 0), pid);
+    if (WIFSIGNALED(status) && WTERMSIG(status) == SIGALRM) {
+      hung++;
+      break; /* one is proof enough; each costs the alarm's 5 s */
+    }
+    else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+      failed++;
+      t_note("child %d: %s %d", i, WIFEXITED(status) ? "exit" : "signal",
+             WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
+    }
+  }
+  atomic_store(&c.stop, 1);
+  pthread_join(th, NULL);
+  t_note("%d forks: %d children deadlocked, %d failed", forks, hung, failed);
+  ASSERT_EQ(hung, 0);
+  ASSERT_EQ(failed, 0);
+  t_assert_fds_clean();
+}
+
+/* Two loops, each with transports: closing one loop closes only its own
+ * transports; the other loop's keep working. */
+TEST(transport_registry_per_loop) {
+  poller_loop *a = open_loop();
+  poller_loop *b = open_loop();
+  int s1[2], s2[2];
+  t_socketpair(s1);
+  t_socketpair(s2);
+  struct rec ra = {0}, rb = {0};
+  poller_transport *ta, *tb;
+  ASSERT_OK(poller_transport_adopt(a, &ta, s1[0], &rec_cbs, &ra));
+  ASSERT_OK(poller_transport_adopt(b, &tb, s2[0], &rec_cbs, &rb));
+  poller_loop_close(a);
+  /* a's transport closed its fd: the peer reads EOF. */
+  char ch;
+  ASSERT_EQ(read(s1[1], &ch, 1), 0);
+  t_write(s2[1], 5);
+  double end = t_now_ms() + 5000;
+  while (rb.nread < 5 && t_now_ms() < end)
+    ASSERT_GE(poller_loop_run(b, 100, 1), 0);
+  ASSERT_EQ(rb.nread, 5u);
+  ASSERT_EQ(ra.errors + ra.closes + rb.errors + rb.closes, 0);
+  ASSERT_OK(poller_transport_write(tb, "ok", 2));
+  poller_transport_close(tb, 0);
+  close(s1[1]);
+  close(s2[1]);
+  finish(b);
+}
