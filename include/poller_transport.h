@@ -15,8 +15,11 @@
  * application, or after on_error (the transport closes itself when the
  * handler returns).  After close the pointer must not be used.
  *
- * SIGPIPE is never raised by a transport: sends use MSG_NOSIGNAL (or the
- * socket option SO_NOSIGPIPE where that is the BSD way).
+ * SIGPIPE is never raised by a transport, whatever its fd: sockets send
+ * with MSG_NOSIGNAL (or the socket option SO_NOSIGPIPE where that is the
+ * BSD way); other descriptors (pipes, ttys) are written with SIGPIPE
+ * blocked in the calling thread, and a SIGPIPE the write caused is
+ * consumed before the mask is restored.  A closed reader shows as -EPIPE.
  */
 #ifndef POLLER_TRANSPORT_H
 #define POLLER_TRANSPORT_H
@@ -91,7 +94,8 @@ int poller_sockaddr_format(const struct sockaddr *sa, socklen_t len,
 /* ---- transports ---- */
 
 /* Makes a transport of fd, a connected stream socket (or any stream fd),
- * and starts reading.  The transport owns fd from now on (it sets
+ * and starts reading (a write-only fd, such as a pipe's write end, is
+ * only written).  The transport owns fd from now on (it sets
  * O_NONBLOCK and FD_CLOEXEC, and closes fd at the end).
  * Returns 0 and stores the transport in *t; -EFAULT for NULL loop, t or
  * cbs; -EBADF for a bad fd; -ENOMEM; or poller_io_start's error.  On
@@ -102,7 +106,10 @@ int poller_transport_adopt(poller_loop *loop, poller_transport **t, int fd,
 /* Connects to sa (AF_INET, AF_INET6 or AF_UNIX) without blocking.  The
  * result comes later from the loop: exactly one of on_connect or on_error
  * (-ECONNREFUSED, -ENOENT for a missing Unix path, -ETIMEDOUT when
- * timeout_ms (> 0) passes first, -ENETUNREACH...).  Completion is found by
+ * timeout_ms (> 0) passes first, -ENETUNREACH..., and -EAGAIN when the
+ * kernel refused to start the connect at all: an AF_UNIX listener whose
+ * backlog is full, or no ephemeral TCP port left; there is no retry, the
+ * caller decides).  Completion is found by
  * writability plus getsockopt(SO_ERROR); a refused connect that epoll
  * reports as ERR|HUP without OUT counts as refused (tornado#223,
  * ponyc#5045).  Writes made before the connect completes are queued and

@@ -23,6 +23,8 @@
 #include <limits.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +32,7 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #ifndef MSG_NOSIGNAL
@@ -118,6 +121,7 @@ struct poller_transport {
   int refs;          /* handlers of this transport on the stack */
   int pending_err;   /* an error to report from the loop (negative) */
   unsigned is_sock : 1;
+  unsigned no_read : 1; /* a write-only fd (a pipe's write end) */
   unsigned paused : 1;
   unsigned eof : 1;
   unsigned shut_req : 1;  /* shutdown asked, done when the queue empties */
@@ -157,6 +161,32 @@ static void tr_nosigpipe(int fd) {
 #endif
 }
 
+/* writev on a descriptor that is not a socket, without SIGPIPE: send()'s
+ * MSG_NOSIGNAL exists only for sockets, so SIGPIPE is blocked in this
+ * thread around the call, and the one a broken pipe raised is consumed
+ * before the mask comes back (unless one was already pending: that one
+ * belongs to someone else and stays).  Returns writev's result with its
+ * errno. */
+static ssize_t tr_writev_nosigpipe(int fd, const struct iovec *iov, int n) {
+  sigset_t pipe_set, old, pending;
+  sigemptyset(&pipe_set);
+  sigaddset(&pipe_set, SIGPIPE);
+  if (pthread_sigmask(SIG_BLOCK, &pipe_set, &old) != 0)
+    return writev(fd, iov, n);
+  int was_pending = sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE);
+  ssize_t w = writev(fd, iov, n);
+  int err = errno;
+  if (w < 0 && err == EPIPE && !was_pending) {
+    struct timespec zero = {0, 0};
+    while (sigtimedwait(&pipe_set, NULL, &zero) < 0 && errno == EINTR)
+      ;
+  }
+  if (!sigismember(&old, SIGPIPE))
+    (void)pthread_sigmask(SIG_SETMASK, &old, NULL);
+  errno = err;
+  return w;
+}
+
 static void tr_close_now(poller_transport *t);
 static void tr_io(poller_loop *loop, int fd, unsigned events, void *arg);
 
@@ -172,7 +202,8 @@ static void tr_update(poller_transport *t) {
     if (t->pending_err == 0)
       want = POLLER_OUT;
   } else {
-    if (!t->paused && !t->eof && !t->closing && t->pending_err == 0)
+    if (!t->paused && !t->eof && !t->closing && !t->no_read &&
+        t->pending_err == 0)
       want |= POLLER_IN;
     if ((t->head || (t->shut_req && !t->shut_done)) && t->pending_err == 0)
       want |= POLLER_OUT;
@@ -254,7 +285,7 @@ static int tr_flush(poller_transport *t) {
       msg.msg_iovlen = (size_t)n;
       w = sendmsg(t->fd, &msg, MSG_NOSIGNAL);
     } else {
-      w = writev(t->fd, iov, n);
+      w = tr_writev_nosigpipe(t->fd, iov, n);
     }
     if (w < 0) {
       if (errno == EINTR)
@@ -423,7 +454,7 @@ static void tr_io(poller_loop *loop, int fd, unsigned events, void *arg) {
   if (t->state == TR_CONNECTING) {
     tr_connected(t, events);
   } else {
-    int reading = !t->paused && !t->eof && !t->closing;
+    int reading = !t->paused && !t->eof && !t->closing && !t->no_read;
     if (reading &&
         (events & (POLLER_IN | POLLER_HUP | POLLER_ERR | POLLER_RDHUP)))
       tr_read(t);
@@ -515,13 +546,20 @@ int poller_transport_adopt(poller_loop *loop, poller_transport **t, int fd,
     return -ENOMEM;
   if (n->is_sock)
     tr_nosigpipe(fd);
+  /* A write-only descriptor (a pipe's write end) is never read: reading
+   * it would fail with EBADF, and poll would report its error over and
+   * over while nothing is queued. */
+  int fl = fcntl(fd, F_GETFL);
+  n->no_read = fl >= 0 && (fl & O_ACCMODE) == O_WRONLY;
   n->state = TR_OPEN;
-  rc = poller_io_start(loop, fd, POLLER_IN, tr_io, n);
-  if (rc < 0) {
-    free(n);
-    return rc;
+  if (!n->no_read) {
+    rc = poller_io_start(loop, fd, POLLER_IN, tr_io, n);
+    if (rc < 0) {
+      free(n);
+      return rc;
+    }
+    n->watching = POLLER_IN;
   }
-  n->watching = POLLER_IN;
   tr_register(reg, &n->node, TR_KIND_TRANSPORT);
   *t = n;
   return 0;
@@ -563,7 +601,10 @@ int poller_transport_connect(poller_loop *loop, poller_transport **t,
   do
     rc = connect(fd, sa, len);
   while (rc < 0 && errno == EINTR);
-  if (rc == 0 || errno == EINPROGRESS || errno == EAGAIN) {
+  /* EAGAIN is not "in progress": an AF_UNIX listener with a full backlog,
+   * or no ephemeral TCP port left.  Nothing was started, so it ends in
+   * on_error(-EAGAIN) below, like any connect refused at once. */
+  if (rc == 0 || errno == EINPROGRESS) {
     /* Even a connect that completed at once (Unix sockets) is reported
      * from the loop: the socket is writable right away. */
     rc = poller_io_start(loop, fd, POLLER_OUT, tr_io, n);
@@ -621,8 +662,9 @@ int poller_transport_write(poller_transport *t, const void *buf, size_t len) {
   if (t->state == TR_OPEN && !t->head) {
     /* Nothing queued: the kernel takes what it can right now. */
     for (;;) {
+      struct iovec one = {(void *)(uintptr_t)p, len};
       ssize_t w = t->is_sock ? send(t->fd, p, len, MSG_NOSIGNAL)
-                             : write(t->fd, p, len);
+                             : tr_writev_nosigpipe(t->fd, &one, 1);
       if (w >= 0) {
         t->st.bytes_written += (unsigned long long)w;
         p += w;

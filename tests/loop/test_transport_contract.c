@@ -210,3 +210,144 @@ TEST(transport_registry_per_loop) {
   close(s2[1]);
   finish(b);
 }
+
+/* ---- SIGPIPE on descriptors that are not sockets ---- */
+
+static void run_until(poller_loop *loop, const int *flag, int ms) {
+  double end = t_now_ms() + ms;
+  while (!*flag && t_now_ms() < end)
+    ASSERT_GE(poller_loop_run(loop, 20, 1), 0);
+}
+
+/* SIGPIPE is neither pending nor blocked afterwards: the transport
+ * consumed the one it caused and gave the mask back. */
+static void assert_no_sigpipe_left(void) {
+  sigset_t pending, mask;
+  ASSERT_SYS(sigpending(&pending));
+  ASSERT_FALSE(sigismember(&pending, SIGPIPE));
+  ASSERT_EQ(pthread_sigmask(SIG_BLOCK, NULL, &mask), 0);
+  ASSERT_FALSE(sigismember(&mask, SIGPIPE));
+}
+
+/* A write into a pipe whose reader is closed returns -EPIPE and reports
+ * on_error(-EPIPE) once from the loop; no SIGPIPE (the default
+ * disposition would kill the test). */
+TEST(transport_pipe_reader_closed_write_no_sigpipe) {
+  poller_loop *loop = open_loop();
+  int pp[2];
+  t_pipe(pp);
+  struct rec r = {0};
+  poller_transport *t;
+  ASSERT_OK(poller_transport_adopt(loop, &t, pp[1], &rec_cbs, &r));
+  t_close(pp[0]);
+  ASSERT_ERR(poller_transport_write(t, "x", 1), -EPIPE);
+  assert_no_sigpipe_left();
+  ASSERT_EQ(r.errors, 0); /* never from inside the call */
+  run_until(loop, &r.done, 5000);
+  ASSERT_GE(poller_loop_run(loop, 50, -1), 0);
+  ASSERT_EQ(r.errors, 1);
+  ASSERT_EQ(r.last_err, -EPIPE);
+  finish(loop);
+}
+
+/* The same when the bytes were queued first and the loop flushes them
+ * after the reader went away: on_error(-EPIPE) once, no SIGPIPE.  A pipe
+ * holds at most its capacity (F_GETPIPE_SZ), so a write of four times
+ * that is certain to queue, whatever the machine's load. */
+TEST(transport_pipe_reader_closed_flush_no_sigpipe) {
+  poller_loop *loop = open_loop();
+  int pp[2];
+  t_pipe(pp);
+  int cap = fcntl(pp[1], F_GETPIPE_SZ);
+  ASSERT_GT(cap, 0);
+  struct rec r = {0};
+  poller_transport *t;
+  ASSERT_OK(poller_transport_adopt(loop, &t, pp[1], &rec_cbs, &r));
+  size_t len = (size_t)cap * 4;
+  char *big = calloc(1, len);
+  ASSERT_TRUE(big != NULL);
+  ASSERT_OK(poller_transport_write(t, big, len));
+  ASSERT_GE(poller_transport_queued(t), len - (size_t)cap);
+  free(big);
+  t_close(pp[0]);
+  run_until(loop, &r.done, 5000);
+  ASSERT_GE(poller_loop_run(loop, 50, -1), 0);
+  ASSERT_EQ(r.errors, 1);
+  ASSERT_EQ(r.last_err, -EPIPE);
+  assert_no_sigpipe_left();
+  finish(loop);
+}
+
+/* A pipe's write end, idle, with its reader open: the transport does not
+ * try to read it (that fails with EBADF) and stays quiet; bytes written
+ * arrive. */
+TEST(transport_pipe_write_end_idle) {
+  poller_loop *loop = open_loop();
+  int pp[2];
+  t_pipe(pp);
+  struct rec r = {0};
+  poller_transport *t;
+  ASSERT_OK(poller_transport_adopt(loop, &t, pp[1], &rec_cbs, &r));
+  ASSERT_GE(poller_loop_run(loop, 50, -1), 0);
+  ASSERT_EQ(r.errors + r.closes, 0);
+  ASSERT_OK(poller_transport_write(t, "hello", 5));
+  char buf[8];
+  ASSERT_EQ(read(pp[0], buf, sizeof buf), 5);
+  poller_transport_close(t, 1);
+  t_close(pp[0]);
+  finish(loop);
+}
+
+/* ---- connect refused at once with EAGAIN ---- */
+
+/* An AF_UNIX listener whose backlog is full refuses a non-blocking
+ * connect with EAGAIN.  That connect never happened: the transport ends
+ * in on_error(-EAGAIN), from the loop, and on_connect never runs. */
+TEST(transport_connect_unix_backlog_full) {
+  poller_loop *loop = open_loop();
+  char path[64];
+  snprintf(path, sizeof path, "/tmp/poller-tr-full-%d.sock", (int)getpid());
+  unlink(path);
+  int lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_SYS(lfd);
+  struct sockaddr_un un;
+  memset(&un, 0, sizeof un);
+  un.sun_family = AF_UNIX;
+  strcpy(un.sun_path, path);
+  ASSERT_SYS(bind(lfd, (struct sockaddr *)&un, sizeof un));
+  ASSERT_SYS(listen(lfd, 0));
+  /* Fill the backlog: connect until the kernel says EAGAIN. */
+  int fill[16], nfill = 0, full = 0;
+  while (nfill < 16 && !full) {
+    int c = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    ASSERT_SYS(c);
+    fill[nfill++] = c;
+    if (connect(c, (struct sockaddr *)&un, sizeof un) < 0) {
+      ASSERT_EQ(errno, EAGAIN);
+      full = 1;
+    }
+  }
+  if (!full) {
+    for (int i = 0; i < nfill; i++)
+      close(fill[i]);
+    close(lfd);
+    unlink(path);
+    SKIP("the kernel queued %d connections on a listen(fd, 0) Unix socket",
+         nfill);
+  }
+  struct rec r = {0};
+  poller_transport *t;
+  ASSERT_OK(poller_transport_connect(loop, &t, (struct sockaddr *)&un,
+                                     sizeof un, 2000, &rec_cbs, &r));
+  ASSERT_EQ(r.errors + r.connects, 0);
+  run_until(loop, &r.done, 5000);
+  ASSERT_GE(poller_loop_run(loop, 100, -1), 0);
+  ASSERT_EQ(r.connects, 0);
+  ASSERT_EQ(r.errors, 1);
+  ASSERT_EQ(r.last_err, -EAGAIN);
+  for (int i = 0; i < nfill; i++)
+    close(fill[i]);
+  close(lfd);
+  unlink(path);
+  finish(loop);
+}
