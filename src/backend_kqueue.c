@@ -2,52 +2,92 @@
  * backend_kqueue.c - kqueue(2): FreeBSD, OpenBSD, NetBSD, DragonFly,
  * macOS, and Linux through libkqueue (see docs/kqueue.md).
  *
- * IN maps to EVFILT_READ, OUT to EVFILT_WRITE, one knote each.  Native
- * modes: level; ET with EV_CLEAR; ONESHOT with EV_DISPATCH, which disables
- * the knote after one report (EV_ONESHOT would delete it) and ctl(rearm)
- * enables again.  udata carries fd | generation << 32 so the core drops
- * reports of an earlier registration of the same fd number.
+ * IN, PRI and RDHUP map to EVFILT_READ, OUT to EVFILT_WRITE, one knote
+ * each.  Native modes: level; ET with EV_CLEAR; ONESHOT with EV_DISPATCH,
+ * which disables the knote after one report (EV_ONESHOT would delete it)
+ * and ctl(rearm) enables again.  udata carries fd | generation << 32 so
+ * the core drops reports of an earlier registration of the same fd number.
  *
- * Adds are synchronous, with EV_RECEIPT, so a bad fd fails at poller_add
- * with -EBADF, and a file kqueue refuses (EINVAL or ENODEV for some
- * devices on macOS, mio#1377) is reported always ready instead, as select
- * and poll would.  Removals are synchronous too (libuv#4323).  Other
- * changes are batched into the changelist of the next kevent() wait, as
- * libuv does; a change the kernel refuses there comes back as an EV_ERROR
- * entry, reported as ERR|NVAL (the core then disarms the fd).
+ * Every change is applied at once, with EV_RECEIPT on each entry, so each
+ * change gets its own result and an eventlist exactly as long as the
+ * changelist holds them all.  A change the kernel refuses is returned to
+ * the core, which drops that registration alone (and reports it as
+ * ERR|NVAL when the change came from the wait's flush).  Changes are not
+ * carried in the wait's changelist: there a refused change needs a free
+ * slot of the eventlist, or kevent() fails as a whole and every later
+ * wait with it (FreeBSD and macOS kevent(2): "If an error occurs while
+ * processing an element of the changelist and there is enough room in the
+ * eventlist, then the event will be placed in the eventlist ... Otherwise,
+ * -1 will be returned"), and with receipts FreeBSD returns them without
+ * waiting at all.  A change therefore costs one kevent() call, as an
+ * epoll_ctl() does on epoll.
  *
- * kqueue reports one event per filter: the read and write events of one
- * fd are merged into one report (cpython#110038, redis#2428).
- * The event list is never longer than the caller's buffer, so nothing
- * fetched is ever dropped, at the price of fewer fds per wait when both
- * filters fire.  EV_EOF on the read filter is the peer's shutdown of its
- * writing half (RDHUP); on the write filter it means the peer stopped
- * reading (libuv#3277), reported as HUP; a socket error (a refused
- * connect) comes as EV_EOF with the errno in fflags (tornado#223) and is
- * reported as ERR.
+ * Files kqueue cannot meaningfully watch are reported always ready by the
+ * core, as epoll's EPERM files are: regular files and directories (the
+ * read filter of a vnode is ready only while bytes remain past the
+ * offset, so an empty file would never be readable, unlike select and
+ * poll), block devices, and devices the kernel refuses (EINVAL or ENODEV
+ * on macOS, mio#1377).
+ *
+ * kqueue reports one event per filter; the read and write events of one
+ * fd are merged into one report (cpython#110038, redis#2428).  A wait
+ * fetches up to 2 * max events, so both halves of an fd fit even when max
+ * is 1.  Events that do not fit in the caller's buffer are not lost: a
+ * level knote is reported again by the next kevent(), and an EV_CLEAR or
+ * EV_DISPATCH event, which the kernel will not repeat, is held in a
+ * buffer of the backend (sized at add time) and reported by the next
+ * wait first.
+ *
+ * Hang-ups are reported with epoll's bits for each kind of file.  EV_EOF
+ * on the read filter of a socket is the peer's shutdown of its writing
+ * half: RDHUP (with IN).  HUP means that both directions are gone; the
+ * filters cannot say so (EV_EOF on the write filter also follows our own
+ * shutdown(SHUT_WR), libuv#3277), so after an EV_EOF on a socket one
+ * poll(2) of that fd asks the kernel.  A pipe, fifo or tty whose writer is
+ * gone reports HUP (with IN); a pipe whose reader is gone reports ERR
+ * (with OUT), as epoll does.  A socket error comes as EV_EOF with the
+ * errno in fflags and is reported as ERR.
  */
 #include "internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/event.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <sys/types.h>
 #include <time.h>
 #include <unistd.h>
 
+/* What kind of file an fd is, as far as hang-ups go (see above). */
+enum { FT_OTHER = 0, FT_SOCKET = 1, FT_PIPE = 2 };
+
 struct kqueue_state {
   int kq;
-  struct kevent *changes; /* batched changes, sent with the next wait */
-  int nchanges, capchanges;
-  struct kevent *events; /* the kernel's reports */
+  pid_t owner;           /* the process kq belongs to (kqueue(2): a
+                            kqueue is not inherited by fork) */
+  struct kevent *events; /* the kernel's reports, capevents long */
+  struct kevent *held;   /* edge events that did not fit, capevents long */
   int capevents;
+  int nheld, firstheld; /* held[firstheld, nheld) are still to report */
+  unsigned char *ftype; /* FT_* by fd, nftype long */
+  int nftype;
+  unsigned rotate; /* where kq_wait starts reading the kernel's list */
 };
 
 static void *make_udata(int fd, unsigned gen) {
   return (void *)(uintptr_t)((uint64_t)(uint32_t)fd | ((uint64_t)gen << 32));
+}
+
+static int set_cloexec(int fd) {
+  int flags = fcntl(fd, F_GETFD);
+  if (flags < 0 || fcntl(fd, F_SETFD, flags | FD_CLOEXEC) < 0)
+    return -errno;
+  return 0;
 }
 
 static int kq_probe(void) {
@@ -68,6 +108,8 @@ static int kq_init(poller *p) {
     free(s);
     return r;
   }
+  (void)set_cloexec(s->kq);
+  s->owner = getpid();
   p->bstate = s;
   return 0;
 }
@@ -76,29 +118,47 @@ static void kq_fini(poller *p) {
   struct kqueue_state *s = p->bstate;
   if (!s)
     return;
-  close(s->kq);
-  free(s->changes);
+  /* In a forked child that did not reinit, the number is no longer a
+   * kqueue and may already belong to another file (libuv#1583,
+   * cpython#110395): it is not ours to close. */
+  if (s->owner == getpid())
+    close(s->kq);
   free(s->events);
+  free(s->held);
+  free(s->ftype);
   free(s);
   p->bstate = NULL;
 }
 
-/* Grows the change list and the event list for what one more fd needs. */
-static int reserve(poller *p, struct kqueue_state *s) {
-  int need = (int)(p->count + 2) * 2;
-  if (need > s->capchanges) {
-    struct kevent *c = realloc(s->changes, (size_t)need * 2 * sizeof *c);
-    if (!c)
+/* Grows the event lists to hold one event per knote that can exist once
+ * fd is registered (two per fd, one for the wakeup channel), and the file
+ * kind table to reach fd.  Called on add only, never on the wait path. */
+static int reserve(poller *p, struct kqueue_state *s, int fd) {
+  size_t need = (p->count + 2) * 2;
+  if (need > (size_t)s->capevents) {
+    size_t cap = need * 2;
+    if (cap > INT32_MAX / sizeof(struct kevent))
       return -ENOMEM;
-    s->changes = c;
-    s->capchanges = need * 2;
-  }
-  if (need > s->capevents) {
-    struct kevent *e = realloc(s->events, (size_t)need * 2 * sizeof *e);
+    struct kevent *e = realloc(s->events, cap * sizeof *e);
     if (!e)
       return -ENOMEM;
     s->events = e;
-    s->capevents = need * 2;
+    struct kevent *h = realloc(s->held, cap * sizeof *h);
+    if (!h)
+      return -ENOMEM;
+    s->held = h;
+    s->capevents = (int)cap;
+  }
+  if (fd >= s->nftype) {
+    size_t n = s->nftype ? (size_t)s->nftype : 64;
+    while (n <= (size_t)fd)
+      n *= 2;
+    unsigned char *t = realloc(s->ftype, n);
+    if (!t)
+      return -ENOMEM;
+    memset(t + s->nftype, 0, n - (size_t)s->nftype);
+    s->ftype = t;
+    s->nftype = (int)n;
   }
   return 0;
 }
@@ -113,176 +173,290 @@ static unsigned short mode_flags(unsigned want) {
 }
 
 #define WANT_READ(w) ((w) & (POLLER_IN | POLLER_PRI | POLLER_RDHUP))
-#define WANT_WRITE(w) ((w) & POLLER_OUT)
+#define WANT_WRITE(w) ((w)&POLLER_OUT)
 
 /* Builds the changes that take fd from `have` to `want` into ch[] (at most
- * 4).  A filter whose mode changes (EV_CLEAR, EV_DISPATCH) is deleted and
- * added again: re-adding an existing knote does not replace those flags
- * everywhere. */
-static int build(struct kevent *ch, int fd, struct poller__fd *e,
-                 unsigned have, unsigned want, int rearm, unsigned short extra) {
+ * 4), each with EV_RECEIPT.  The read filter serves IN, PRI and RDHUP
+ * alike, so a filter is only touched when it appears, disappears, changes
+ * mode or must be re-armed: re-adding an unchanged knote is a needless
+ * kernel call (which libkqueue also answers with a spurious error, see
+ * docs/kqueue.md).  A filter whose mode changes (EV_CLEAR, EV_DISPATCH) is
+ * deleted and added again: re-adding an existing knote does not replace
+ * those flags everywhere.  A re-arm (ONESHOT after its report) is a
+ * delete and an add too, which looks at the readiness afresh, as epoll's
+ * EPOLL_CTL_MOD does; EV_ENABLE would do on the BSDs, but libkqueue
+ * answers EV_ENABLE with EV_RECEIPT on a socket with an error. */
+static int build(struct kevent *ch, int fd, const struct poller__fd *e,
+                 unsigned have, unsigned want, int rearm) {
   int n = 0;
   void *ud = make_udata(fd, e->gen);
-  unsigned short add = EV_ADD | EV_ENABLE | mode_flags(want) | extra;
+  unsigned short add = EV_ADD | EV_ENABLE | EV_RECEIPT | mode_flags(want);
   int remode = have && want && mode_flags(have) != mode_flags(want);
   static const short filters[2] = {EVFILT_READ, EVFILT_WRITE};
   for (int f = 0; f < 2; f++) {
     unsigned in_want = f == 0 ? WANT_READ(want) : WANT_WRITE(want);
     unsigned in_have = f == 0 ? WANT_READ(have) : WANT_WRITE(have);
     if (in_want) {
-      if (in_have && remode)
-        EV_SET(&ch[n++], fd, filters[f], EV_DELETE | extra, 0, 0, ud);
-      if (!in_have || have != want || rearm)
+      if (in_have && (remode || rearm))
+        EV_SET(&ch[n++], fd, filters[f], EV_DELETE | EV_RECEIPT, 0, 0, ud);
+      if (!in_have || remode || rearm)
         EV_SET(&ch[n++], fd, filters[f], add, 0, 0, ud);
     } else if (in_have) {
-      EV_SET(&ch[n++], fd, filters[f], EV_DELETE | extra, 0, 0, ud);
+      EV_SET(&ch[n++], fd, filters[f], EV_DELETE | EV_RECEIPT, 0, 0, ud);
     }
   }
   return n;
 }
 
+/* Sends n changes built with EV_RECEIPT and returns the first error the
+ * kernel gave one of them (0 for none).  A deletion that finds nothing
+ * (ENOENT, or EBADF for a closed fd: closing drops its knotes) is not an
+ * error: what it removes is gone.  The eventlist has one slot per change,
+ * so every receipt fits and the call never waits for events. */
+static int apply(poller *p, struct kqueue_state *s, const struct kevent *ch,
+                 int n) {
+  struct kevent rc[4];
+  static const struct timespec zero = {0, 0};
+  if (!n)
+    return 0;
+  p->stats.syscalls++;
+  int got = kevent(s->kq, ch, n, rc, n, &zero);
+  if (got < 0)
+    return -errno;
+  for (int i = 0; i < got; i++) {
+    if (!(rc[i].flags & EV_ERROR) || !rc[i].data)
+      continue;
+    int err = (int)rc[i].data;
+    int deleting = 0;
+    for (int j = 0; j < n; j++)
+      if (ch[j].filter == rc[i].filter && (ch[j].flags & EV_DELETE))
+        deleting = 1;
+    if (deleting && (err == ENOENT || err == EBADF))
+      continue;
+    return -err;
+  }
+  return 0;
+}
+
+/* Sorts a new fd: 0 with its kind in *kind for a file kqueue watches,
+ * POLLER__ALWAYS_READY for one it cannot meaningfully watch, or -errno. */
+static int classify(int fd, int *kind) {
+  struct stat st;
+  if (fstat(fd, &st) < 0)
+    return -errno;
+  if (S_ISREG(st.st_mode) || S_ISDIR(st.st_mode) || S_ISBLK(st.st_mode))
+    return POLLER__ALWAYS_READY;
+  if (S_ISSOCK(st.st_mode))
+    *kind = FT_SOCKET;
+  else if (S_ISFIFO(st.st_mode) || S_ISCHR(st.st_mode))
+    *kind = FT_PIPE; /* pipes, fifos, ttys: a gone writer is HUP */
+  else
+    *kind = FT_OTHER;
+  return 0;
+}
+
 static int kq_ctl(poller *p, int fd, struct poller__fd *e, unsigned have,
                   unsigned want, int rearm) {
   struct kqueue_state *s = p->bstate;
-  struct kevent ch[4], rc[4];
-  int r;
-  if (!want) {
-    /* Synchronous removal.  ENOENT and EBADF mean the kernel already
-     * dropped the knotes (a closed fd): nothing is held. */
-    int n = build(ch, fd, e, have, 0, 0, 0);
-    if (n) {
-      p->stats.syscalls++;
-      (void)kevent(s->kq, ch, n, NULL, 0, NULL);
-    }
-    return 0;
+  struct kevent ch[4];
+  if (!have && want) {
+    int kind = FT_OTHER, r = classify(fd, &kind);
+    if (r != 0)
+      return r;
+    if ((r = reserve(p, s, fd)) < 0)
+      return r;
+    s->ftype[fd] = (unsigned char)kind;
   }
-  if ((r = reserve(p, s)) < 0)
-    return r;
-  if (have) {
-    /* A change: batched into the next wait's changelist. */
-    int n = build(&s->changes[s->nchanges], fd, e, have, want, rearm, 0);
-    s->nchanges += n;
-    return 0;
-  }
-  /* A new registration: at once, with a receipt per filter. */
-  int n = build(ch, fd, e, 0, want, 0, EV_RECEIPT);
-  p->stats.syscalls++;
-  int got = kevent(s->kq, ch, n, rc, n, NULL);
-  if (got < 0)
-    return -errno;
-  int err = 0;
-  for (int i = 0; i < got; i++)
-    if ((rc[i].flags & EV_ERROR) && rc[i].data && !err)
-      err = (int)rc[i].data;
-  if (!err)
-    return 0;
-  /* Undo the filter that may have been added. */
-  int m = build(ch, fd, e, want, 0, 0, 0);
-  if (m) {
-    p->stats.syscalls++;
-    (void)kevent(s->kq, ch, m, NULL, 0, NULL);
-  }
-  if (err == EBADF)
-    return -EBADF;
-  if (err == EINVAL || err == ENODEV || err == EPERM || err == ENOTSUP)
+  int r = apply(p, s, ch, build(ch, fd, e, have, want, rearm));
+  if (r == 0 || !want)
+    return 0; /* a removal that fails has nothing left to remove */
+  /* Nothing is left half registered: the core drops the registration. */
+  (void)apply(p, s, ch, build(ch, fd, e, have | want, 0, 0));
+  if (!have && (r == -EINVAL || r == -ENODEV || r == -EPERM || r == -ENOTSUP ||
+                r == -EOPNOTSUPP))
     return POLLER__ALWAYS_READY;
-  return -err;
+  return r;
+}
+
+/* Whether a socket has lost both directions (epoll's HUP).  poll(2)
+ * reports POLLHUP whatever the interest. */
+static int socket_hung_up(poller *p, int fd) {
+  struct pollfd pf = {fd, 0, 0};
+  p->stats.syscalls++;
+  return poll(&pf, 1, 0) == 1 && (pf.revents & POLLHUP);
+}
+
+/* Marks a report whose HUP is still to be decided by socket_hung_up;
+ * never set in what wait returns. */
+#define NEEDS_HUP_CHECK 0x40000000u
+
+/* The bits of one kernel event, 0 for an event to ignore. */
+static unsigned event_bits(const struct kqueue_state *s,
+                           const struct kevent *ev) {
+  int fd = (int)ev->ident;
+  int kind = fd >= 0 && fd < s->nftype ? s->ftype[fd] : FT_OTHER;
+  unsigned bits;
+  if (ev->flags & EV_ERROR)
+    return 0; /* a receipt; changes never ride on a wait */
+  if (ev->filter == EVFILT_READ) {
+    bits = POLLER_IN;
+#ifdef EV_OOBAND
+    /* macOS flags urgent data on the read filter. */
+    if (ev->flags & EV_OOBAND)
+      bits |= POLLER_PRI;
+#endif
+    if (ev->flags & EV_EOF)
+      bits |= kind == FT_SOCKET ? POLLER_RDHUP | NEEDS_HUP_CHECK : POLLER_HUP;
+  } else if (ev->filter == EVFILT_WRITE) {
+    bits = POLLER_OUT;
+    if (ev->flags & EV_EOF) {
+      if (kind == FT_SOCKET)
+        bits |= NEEDS_HUP_CHECK;
+      else if (kind == FT_PIPE)
+        bits |= POLLER_ERR; /* the reader is gone: writes fail (EPIPE) */
+      else
+        bits |= POLLER_HUP;
+    }
+  } else {
+    return 0;
+  }
+  if ((ev->flags & EV_EOF) && ev->fflags)
+    bits |= POLLER_ERR;
+  return bits;
+}
+
+/* Adds the event to out[0, *k): merged into fd's report of this wait, or
+ * as a new one while there is room.  Returns 0 when it found no room. */
+static int take(poller *p, const struct kqueue_state *s,
+                const struct kevent *ev, poller_event *out, int *k, int max) {
+  unsigned bits = event_bits(s, ev);
+  if (!bits)
+    return 1;
+  int fd = (int)ev->ident;
+  unsigned gen = (unsigned)((uint64_t)(uintptr_t)ev->udata >> 32);
+  /* One report per fd: e->bidx (this backend's slot) holds the index + 1
+   * of the fd's report in this wait; kq_wait clears it before returning. */
+  struct poller__fd *e = poller__entry(p, fd);
+  if (e && e->bidx > 0 && e->bidx <= *k && out[e->bidx - 1].fd == fd &&
+      out[e->bidx - 1].gen == gen) {
+    out[e->bidx - 1].events |= bits;
+    return 1;
+  }
+  if (*k >= max)
+    return 0;
+  if (e)
+    e->bidx = *k + 1;
+  out[*k] = (poller_event){fd, bits, NULL, gen};
+  (*k)++;
+  return 1;
+}
+
+/* Whether an event that did not fit must be kept: the kernel repeats a
+ * level event at the next kevent(), but not an EV_CLEAR or EV_DISPATCH
+ * one.  An event of an earlier registration is dropped here already. */
+static int must_hold(const poller *p, const struct kevent *ev) {
+  unsigned gen = (unsigned)((uint64_t)(uintptr_t)ev->udata >> 32);
+  const struct poller__fd *e = poller__entry(p, (int)ev->ident);
+  if (!e || e->gen != gen || !(e->flags & FD_REGISTERED))
+    return 0;
+  return (ev->flags & (EV_CLEAR | EV_DISPATCH)) ||
+         (e->kmask & (POLLER_ET | POLLER_ONESHOT));
 }
 
 static int kq_wait(poller *p, poller_event *out, int max, int timeout_ms) {
   struct kqueue_state *s = p->bstate;
-  struct timespec ts, *tsp = NULL;
-  if (timeout_ms >= 0) {
-    ts.tv_sec = timeout_ms / 1000;
-    ts.tv_nsec = (long)(timeout_ms % 1000) * 1000000L;
-    tsp = &ts;
-  }
-  int nev = max < s->capevents ? max : s->capevents;
-  if (nev < 1)
-    nev = 1;
-  if (!s->events && reserve(p, s) < 0)
-    return -ENOMEM;
-  p->stats.syscalls++;
-  int n = kevent(s->kq, s->changes, s->nchanges, s->events, nev, tsp);
-  if (n < 0) {
-    if (errno == EINTR)
-      s->nchanges = 0; /* the changes were applied before the wait */
-    return -errno;
-  }
-  s->nchanges = 0;
   int k = 0;
-  for (int i = 0; i < n; i++) {
-    struct kevent *ev = &s->events[i];
-    uint64_t ud = (uint64_t)(uintptr_t)ev->udata;
-    int fd = (int)ev->ident;
-    unsigned gen = (unsigned)(ud >> 32);
-    unsigned bits;
-    if (ev->flags & EV_ERROR) {
-      if (!ev->data)
-        continue;
-      bits = POLLER_ERR | POLLER_NVAL; /* a batched change was refused */
-    } else if (ev->filter == EVFILT_READ) {
-      bits = POLLER_IN;
-      /* The read filter cannot tell the peer's half-close from a full
-       * one; pipes and closed sockets are the common case, reported as
-       * epoll does (IN|RDHUP|HUP). */
-      if (ev->flags & EV_EOF)
-        bits |= POLLER_RDHUP | POLLER_HUP | (ev->fflags ? POLLER_ERR : 0);
-    } else if (ev->filter == EVFILT_WRITE) {
-      bits = POLLER_OUT;
-      if (ev->flags & EV_EOF)
-        bits |= POLLER_HUP | (ev->fflags ? POLLER_ERR : 0);
-    } else {
-      continue;
+  /* Held events first: they happened before anything still queued. */
+  while (s->firstheld < s->nheld &&
+         take(p, s, &s->held[s->firstheld], out, &k, max))
+    s->firstheld++;
+  if (s->firstheld == s->nheld)
+    s->nheld = s->firstheld = 0;
+  int n = 0;
+  if (!s->nheld && s->events && k < max) {
+    struct timespec ts, *tsp = NULL;
+    if (k > 0)
+      timeout_ms = 0;
+    if (timeout_ms >= 0) {
+      ts.tv_sec = timeout_ms / 1000;
+      ts.tv_nsec = (long)(timeout_ms % 1000) * 1000000L;
+      tsp = &ts;
     }
-    /* One report per fd: e->bidx (this backend's slot) holds the index
-     * + 1 of the fd's report in this wait, and is cleared below. */
-    struct poller__fd *e = poller__entry(p, fd);
-    if (e && e->bidx > 0 && e->bidx <= k && out[e->bidx - 1].fd == fd &&
-        out[e->bidx - 1].gen == gen) {
-      out[e->bidx - 1].events |= bits;
-      continue;
-    }
-    if (e)
-      e->bidx = k + 1;
-    out[k].fd = fd;
-    out[k].events = bits;
-    out[k].gen = gen;
-    out[k].data = NULL;
-    k++;
+    /* Room for the read and the write event of each fd reported. */
+    int want = max - k;
+    int nev = want > s->capevents / 2 ? s->capevents : want * 2;
+#ifdef LIBKQUEUE
+    /* libkqueue asks epoll for as many fds as the eventlist has slots and
+     * drops the events of the fds that find no slot left, EV_CLEAR ones
+     * included (docs/kqueue.md).  An eventlist with a slot for every knote
+     * never runs out. */
+    nev = s->capevents;
+#endif
+    p->stats.syscalls++;
+    n = kevent(s->kq, NULL, 0, s->events, nev, tsp);
+    if (n < 0 && k == 0)
+      return -errno;
   }
+  /* The kernel's list is read from a point that moves on by the number
+   * of fds reported, round robin: the kernel queues a level knote again
+   * behind the others after each kevent(), and libkqueue keeps epoll's
+   * order, so an fd that found no room would find none at the next wait
+   * either (test wait_max_one_alternates). */
+  int start = n > 0 ? (int)(s->rotate % (unsigned)n) : 0, k0 = k;
+  for (int j = 0; j < n; j++) {
+    const struct kevent *ev = &s->events[(start + j) % n];
+    if (!take(p, s, ev, out, &k, max) && must_hold(p, ev))
+      s->held[s->nheld++] = *ev;
+  }
+  s->rotate += (unsigned)(k - k0);
   for (int i = 0; i < k; i++) {
     struct poller__fd *e = poller__entry(p, out[i].fd);
     if (e)
       e->bidx = 0;
+    if (out[i].events & NEEDS_HUP_CHECK) {
+      out[i].events &= ~NEEDS_HUP_CHECK;
+      if (socket_hung_up(p, out[i].fd))
+        out[i].events |= POLLER_HUP;
+    }
   }
   return k;
-}
-
-static int kq_commit(poller *p) {
-  struct kqueue_state *s = p->bstate;
-  if (!s->nchanges)
-    return 0;
-  p->stats.syscalls++;
-  int r = kevent(s->kq, s->changes, s->nchanges, NULL, 0, NULL);
-  s->nchanges = 0;
-  return r < 0 ? -errno : 0;
 }
 
 static int kq_fd(const poller *p) {
   return ((const struct kqueue_state *)p->bstate)->kq;
 }
 
+/* A new, empty kqueue (the core then adds every registration again). */
 static int kq_reinit(poller *p) {
-  /* A kqueue is not inherited by a forked child: the old number is not a
-   * kqueue there and may already belong to another file, so it is not
-   * closed (libuv#1583, cpython#110395).  A new one is made. */
   struct kqueue_state *s = p->bstate;
   int kq = kqueue();
   if (kq < 0)
     return -errno;
+  (void)set_cloexec(kq);
+  s->nheld = s->firstheld = 0;
+  if (s->owner != getpid()) {
+    /* A forked child: the old number is not a kqueue here and may belong
+     * to another file by now (libuv#1583, cpython#110395), so it is
+     * neither closed nor reused: poller_fd changes. */
+    s->kq = kq;
+    s->owner = getpid();
+    return 0;
+  }
+#ifndef LIBKQUEUE
+  /* In the owning process the old kqueue is replaced under its number, so
+   * poller_fd stays the same for a loop that nests it.  dup2 closes the
+   * old kqueue, and with it every knote. */
+  if (dup2(kq, s->kq) >= 0) {
+    close(kq);
+    (void)set_cloexec(s->kq);
+    return 0;
+  }
+#endif
+  /* libkqueue finds its kqueues by descriptor number, so a kqueue moved
+   * to another number by dup2 is unknown there (docs/kqueue.md): the old
+   * one is closed and poller_fd changes. */
+  close(s->kq);
   s->kq = kq;
-  s->nchanges = 0;
   return 0;
 }
 
@@ -295,7 +469,7 @@ const struct poller__backend poller__backend_kqueue = {
     .fini = kq_fini,
     .ctl = kq_ctl,
     .wait = kq_wait,
-    .commit = kq_commit,
+    .commit = NULL,
     .fd = kq_fd,
     .reinit = kq_reinit,
 };
