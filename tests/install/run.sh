@@ -113,6 +113,17 @@ else
   bad "declared in the headers but not exported: $(echo "$missing" | tr "\n" " ")"
 fi
 
+# Every declared function has an entry in the API reference (docs/api/):
+# a heading "### `type name(...)`" or an accessor line "- `type name(...)`".
+undocumented=$(while read -r fn; do
+  grep -qE "^(###|-) .*\b$fn\(" "$root"/docs/api/*.md || echo "$fn"
+done <"$declared")
+if [ -z "$undocumented" ]; then
+  ok "every declared function is in docs/api/"
+else
+  bad "not in docs/api/*.md: $(echo "$undocumented" | tr "\n" " ")"
+fi
+
 # ---- 4. pkg-config consumers ----
 cflags=(-std=c11 -Wall -Wextra -Werror)
 consumer_runs() { # consumer_runs binary: runs it, checks the version it prints
