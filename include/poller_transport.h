@@ -45,8 +45,11 @@ typedef struct poller_listener poller_listener;
  *              still works (a half-closed peer may still read), so the
  *              handler usually answers and/or calls poller_transport_close.
  *              With a NULL on_close the transport closes itself (flush).
- *  on_error:   a connect failed (-ECONNREFUSED, -ETIMEDOUT, -ENOENT...) or
- *              the connection broke (-ECONNRESET, -EPIPE...).  Called at
+ *  on_error:   a connect failed (-ECONNREFUSED, -ETIMEDOUT, -ENOENT...),
+ *              the connection broke (-ECONNRESET, -EPIPE...), or the loop
+ *              could no longer watch the fd (its registration was dropped:
+ *              -EBADF when the fd was closed behind the transport, -EIO
+ *              when the kernel refused to keep watching it).  Called at
  *              most once; the transport is closed (queue discarded) when
  *              the handler returns.
  *  on_high_water: the write queue grew above the high mark (see
@@ -207,6 +210,9 @@ int poller_listener_adopt(poller_loop *loop, poller_listener **l, int fd,
  * When that is impossible too, it stops watching the listening socket and
  * retries on a timer every 100 ms, so the loop sleeps instead of seeing
  * the same ready listener over and over. */
+
+/* A listener whose registration the loop dropped (POLLER_NVAL) watches
+ * its socket again from the same 100 ms retry timer. */
 
 /* Stores the bound address in *ss and *len (getsockname).  Returns 0; -EFAULT;
  * the kernel's error. */

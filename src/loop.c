@@ -577,14 +577,19 @@ static void child_done(poller_loop *l, poller_child *c, int status) {
 
 static void on_pidfd(poller_loop *l, int fd, unsigned events, void *arg) {
   poller_child *c = arg;
-  (void)fd;
-  (void)events;
   int status = 0;
   pid_t r = waitpid(c->pid, &status, WNOHANG);
-  if (r == c->pid)
+  if (r == c->pid) {
     child_done(l, c, status);
-  else if (r < 0 && errno == ECHILD)
+  } else if (r < 0 && errno == ECHILD) {
     child_done(l, c, -1); /* reaped elsewhere: status unknown */
+  } else if (events & POLLER_NVAL) {
+    /* The loop dropped the pidfd's registration: watch it again, or end
+     * the watch with the error rather than never reporting the exit. */
+    int rc = io_start(l, fd, POLLER_IN, on_pidfd, c, 1);
+    if (rc < 0)
+      child_done(l, c, rc);
+  }
 }
 
 static void on_sigchld(poller_signal *s, int signum, unsigned count,
@@ -708,10 +713,13 @@ static int inotify_same(const poller_loop *l, int fd, unsigned gen) {
 }
 
 static void on_inotify(poller_loop *l, int fd, unsigned events, void *arg) {
-  (void)events;
   (void)arg;
   _Alignas(struct inotify_event) char buf[4096];
   unsigned gen = l->inotify_gen;
+  /* The loop dropped the registration: watch the instance again (the
+   * events already queued in it are read below either way). */
+  if (events & POLLER_NVAL)
+    (void)io_start(l, fd, POLLER_IN, on_inotify, NULL, 1);
   while (inotify_same(l, fd, gen)) {
     ssize_t n = read(fd, buf, sizeof buf);
     if (n <= 0)
@@ -927,6 +935,18 @@ static void dispatch_io(poller_loop *l, int n) {
      * reused its fd number (swift-nio#341): skip stale reports. */
     if (!poller_current(l->p, ev))
       continue;
+    if (ev->events & POLLER_NVAL) {
+      /* The core dropped the registration (the kernel refused a change,
+       * or the fd was found closed): the watcher stops now, and its
+       * callback learns why from POLLER_NVAL, once.  Silence here would
+       * leave the owner waiting forever for an fd nobody watches. */
+      struct io_watcher w = l->io[fd];
+      memset(&l->io[fd], 0, sizeof l->io[fd]);
+      if (!w.internal)
+        l->alive--;
+      w.cb(l, fd, ev->events, w.arg);
+      continue;
+    }
     l->io[fd].cb(l, fd, ev->events, l->io[fd].arg);
   }
 }

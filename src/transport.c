@@ -451,6 +451,16 @@ static void tr_io(poller_loop *loop, int fd, unsigned events, void *arg) {
   if (t->state == TR_CLOSED)
     return;
   t->refs++;
+  if (events & POLLER_NVAL) {
+    /* The loop stopped watching the fd (its registration was dropped):
+     * nothing would ever be reported for this transport again, so it
+     * fails now, once: -EBADF when the fd was closed behind it, -EIO when
+     * the kernel refused to keep watching it. */
+    t->watching = 0;
+    tr_fail(t, fcntl(t->fd, F_GETFD) < 0 ? -EBADF : -EIO);
+    tr_unref(t);
+    return;
+  }
   if (t->state == TR_CONNECTING) {
     tr_connected(t, events);
   } else {
@@ -955,13 +965,21 @@ static void ls_pause(poller_listener *l) {
   (void)poller_timer_start(l->loop, &l->retry, TR_ACCEPT_RETRY_MS, 0);
 }
 
+static void ls_pause(poller_listener *l);
+
 static void ls_io(poller_loop *loop, int fd, unsigned events, void *arg) {
   poller_listener *l = arg;
   (void)loop;
-  (void)events;
   (void)fd;
   if (l->closed)
     return;
+  if (events & POLLER_NVAL) {
+    /* The loop dropped the listening socket's registration: watch it
+     * again from the retry timer, as when descriptors ran out. */
+    l->watching = 0;
+    ls_pause(l);
+    return;
+  }
   l->refs++;
   for (int i = 0; i < TR_ACCEPTS_PER_EVENT && !l->closed; i++) {
     int c = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);

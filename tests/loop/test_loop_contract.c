@@ -326,3 +326,55 @@ TEST(loop_close_hooks) {
   ASSERT_EQ(log.timer_stopped, 1);
   t_assert_fds_clean();
 }
+
+/* ---- registrations the core drops ---- */
+
+#include "internal.h" /* poller__fault_set: make the kernel refuse a change */
+
+struct nvalrec {
+  int calls;
+  unsigned events;
+};
+
+static void io_nval(poller_loop *l, int fd, unsigned ev, void *arg) {
+  struct nvalrec *r = arg;
+  (void)l;
+  (void)fd;
+  r->calls++;
+  r->events |= ev;
+}
+
+/* A change the kernel refuses makes the core drop the registration and
+ * report it once as ERR|NVAL: the loop stops the watcher (it no longer
+ * keeps the run alive, poller_io_stop says -ENOENT) and hands the report
+ * to the watcher's callback; the fd can be watched again afterwards. */
+TEST(io_dropped_registration_stops_watcher) {
+  poller_loop *l = open_loop();
+  int sv[2];
+  t_socketpair(sv);
+  struct nvalrec r = {0, 0};
+  ASSERT_OK(poller_io_start(l, sv[0], POLLER_IN, io_nval, &r));
+  ASSERT_EQ(poller_loop_alive(l), 1);
+  poller__fault_set(POLLER__FAULT_CTL, -ENOMEM);
+  ASSERT_OK(poller_io_modify(l, sv[0], POLLER_IN | POLLER_OUT));
+  int it = poller_loop_run(l, 2000, 1);
+  poller__fault_set(POLLER__FAULT_CTL, 0);
+  ASSERT_EQ(it, 1);
+  ASSERT_EQ(r.calls, 1);
+  ASSERT_BITS(r.events, POLLER_NVAL | POLLER_ERR);
+  ASSERT_EQ(poller_loop_alive(l), 0);
+  ASSERT_ERR(poller_io_stop(l, sv[0]), -ENOENT);
+  /* Nothing left: the run returns at once, the callback does not run. */
+  ASSERT_EQ(poller_loop_run(l, 1000, -1), 0);
+  ASSERT_EQ(r.calls, 1);
+  r.events = 0;
+  ASSERT_OK(poller_io_start(l, sv[0], POLLER_OUT, io_nval, &r));
+  ASSERT_EQ(poller_loop_run(l, 2000, 1), 1);
+  ASSERT_EQ(r.calls, 2);
+  ASSERT_BITS(r.events, POLLER_OUT);
+  ASSERT_NOBITS(r.events, POLLER_NVAL);
+  ASSERT_OK(poller_io_stop(l, sv[0]));
+  t_close(sv[0]);
+  t_close(sv[1]);
+  close_loop(l);
+}

@@ -351,3 +351,83 @@ TEST(transport_connect_unix_backlog_full) {
   unlink(path);
   finish(loop);
 }
+
+/* ---- registrations the core drops ---- */
+
+#include "internal.h" /* poller__fault_set: make the kernel refuse a change */
+
+/* The transport's registration is dropped by the core (the kernel refused
+ * the change that adds OUT for queued bytes): the transport fails once
+ * through on_error (-EIO: its fd is still open) instead of waiting
+ * forever for writability nobody watches. */
+TEST(transport_dropped_registration_fails_once) {
+  poller_loop *loop = open_loop();
+  int sv[2];
+  t_socketpair(sv);
+  /* Small buffers and a write four times their size: some bytes queue,
+   * whatever the machine's load. */
+  int sz = 4096;
+  ASSERT_SYS(setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &sz, sizeof sz));
+  ASSERT_SYS(setsockopt(sv[1], SOL_SOCKET, SO_RCVBUF, &sz, sizeof sz));
+  struct rec r = {0};
+  poller_transport *t;
+  ASSERT_OK(poller_transport_adopt(loop, &t, sv[0], &rec_cbs, &r));
+  socklen_t sl = sizeof sz;
+  ASSERT_SYS(getsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &sz, &sl));
+  size_t len = (size_t)sz * 8 + 65536;
+  char *big = calloc(1, len);
+  ASSERT_TRUE(big != NULL);
+  poller__fault_set(POLLER__FAULT_CTL, -ENOMEM);
+  ASSERT_OK(poller_transport_write(t, big, len));
+  ASSERT_GT(poller_transport_queued(t), 0u);
+  free(big);
+  int it = poller_loop_run(loop, 2000, 1);
+  poller__fault_set(POLLER__FAULT_CTL, 0);
+  ASSERT_EQ(it, 1);
+  ASSERT_EQ(r.errors, 1);
+  ASSERT_EQ(r.last_err, -EIO);
+  ASSERT_GE(poller_loop_run(loop, 100, -1), 0);
+  ASSERT_EQ(r.errors, 1);
+  ASSERT_EQ(r.connects + r.closes, 0);
+  t_close(sv[1]);
+  finish(loop);
+}
+
+/* A listener whose registration is dropped watches again from its retry
+ * timer and still accepts. */
+static void count_accept(poller_listener *l, int fd, void *data) {
+  (void)l;
+  (*(int *)data)++;
+  close(fd);
+}
+
+TEST(listener_dropped_registration_recovers) {
+  poller_loop *loop = open_loop();
+  struct sockaddr_storage ss;
+  socklen_t len;
+  ASSERT_OK(poller_sockaddr_parse("127.0.0.1:0", &ss, &len));
+  int accepted = 0;
+  poller_listener *l;
+  ASSERT_OK(poller_listener_open(loop, &l, (struct sockaddr *)&ss, len, 0,
+                                 count_accept, &accepted));
+  ASSERT_OK(poller_listener_address(l, &ss, &len));
+  /* A refused change: the listener's interest is re-sent through the core
+   * by a modify of the loop's watcher. */
+  poller__fault_set(POLLER__FAULT_CTL, -ENOMEM);
+  ASSERT_OK(poller_io_modify(loop, poller_listener_fd(l),
+                             POLLER_IN | POLLER_RDHUP));
+  ASSERT_GE(poller_loop_run(loop, 50, 1), 0);
+  poller__fault_set(POLLER__FAULT_CTL, 0);
+  int c = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  ASSERT_SYS(c);
+  int rc = connect(c, (struct sockaddr *)&ss, len);
+  ASSERT_TRUE(rc == 0 || errno == EINPROGRESS);
+  double end = t_now_ms() + 5000;
+  while (!accepted && t_now_ms() < end)
+    ASSERT_GE(poller_loop_run(loop, 50, 1), 0);
+  ASSERT_EQ(accepted, 1);
+  ASSERT_GE(poller_listener_paused(l), 1ull);
+  close(c);
+  poller_listener_close(l);
+  finish(loop);
+}
