@@ -429,15 +429,15 @@ static int kq_fd(const poller *p) {
 /* A new, empty kqueue (the core then adds every registration again). */
 static int kq_reinit(poller *p) {
   struct kqueue_state *s = p->bstate;
-  int kq = kqueue();
-  if (kq < 0)
-    return -errno;
-  (void)set_cloexec(kq);
   s->nheld = s->firstheld = 0;
   if (s->owner != getpid()) {
     /* A forked child: the old number is not a kqueue here and may belong
      * to another file by now (libuv#1583, cpython#110395), so it is
      * neither closed nor reused: poller_fd changes. */
+    int kq = kqueue();
+    if (kq < 0)
+      return -errno;
+    (void)set_cloexec(kq);
     s->kq = kq;
     s->owner = getpid();
     return 0;
@@ -446,17 +446,28 @@ static int kq_reinit(poller *p) {
   /* In the owning process the old kqueue is replaced under its number, so
    * poller_fd stays the same for a loop that nests it.  dup2 closes the
    * old kqueue, and with it every knote. */
-  if (dup2(kq, s->kq) >= 0) {
+  int kq = kqueue();
+  if (kq < 0)
+    return -errno;
+  if (dup2(kq, s->kq) < 0) {
+    int r = -errno;
     close(kq);
-    (void)set_cloexec(s->kq);
-    return 0;
+    return r;
+  }
+  close(kq);
+  (void)set_cloexec(s->kq);
+#else
+  /* libkqueue finds its kqueues by descriptor number, and a kqueue moved
+   * to another number by dup2 is unknown there (docs/kqueue.md).  The
+   * kqueue is emptied in place instead, which keeps the number too: every
+   * knote the table says it holds is deleted. */
+  for (int fd = 0; fd < p->nfds; fd++) {
+    struct poller__fd *e = &p->fds[fd];
+    struct kevent ch[4];
+    if (e->kmask)
+      (void)apply(p, s, ch, build(ch, fd, e, e->kmask, 0, 0));
   }
 #endif
-  /* libkqueue finds its kqueues by descriptor number, so a kqueue moved
-   * to another number by dup2 is unknown there (docs/kqueue.md): the old
-   * one is closed and poller_fd changes. */
-  close(s->kq);
-  s->kq = kq;
   return 0;
 }
 
