@@ -70,7 +70,11 @@ enum poller_backend {
  * PRI-only poll request is not woken by TCP urgent data (Linux 6.18). */
 #define POLLER_PRI 0x004u
 #define POLLER_ERR 0x008u   /* an error is pending; always reported */
-#define POLLER_HUP 0x010u   /* hang-up; always reported (not on select) */
+/* Hang-up; always reported (not on select).  A hang-up is also readable:
+ * with POLLER_IN in the interest, a report with POLLER_HUP or POLLER_RDHUP
+ * always has POLLER_IN too, on every backend (a pipe whose writer closed
+ * included), so a caller that tests IN sees EOF. */
+#define POLLER_HUP 0x010u
 #define POLLER_RDHUP 0x020u /* the peer shut down its writing half */
 /* Report only: the registration was dropped by poller because the kernel
  * refused a deferred change or the fd was found closed (select, poll).
@@ -91,8 +95,9 @@ enum poller_backend {
  *  events: the interest mask (key) or the ready bits (report).
  *  data:   the caller's pointer given at add, mod or push.
  *  gen:    the generation of the registration, new for every poller_add
- *          (and every push onto an empty stack).  poller_current compares
- *          it to tell a report of a deleted or replaced registration. */
+ *          (and every push onto an empty stack), never 0.  poller_current
+ *          compares it to tell a report of a deleted or replaced
+ *          registration. */
 typedef struct poller_event {
   int fd;
   unsigned events;
@@ -217,8 +222,10 @@ int poller_wait(poller *p, poller_event *out, int max, int timeout_ms);
 /* Returns 1 when *ev (a report of the last poller_wait) belongs to the
  * registration now in force for its fd and that registration still wants
  * some of the reported bits; 0 when it was deleted, replaced (the fd number
- * reused) or disarmed since.  Event loops call it before each dispatch so a
- * handler that closes another fd of the same batch is safe. */
+ * reused) or disarmed since.  An NVAL report is current until its fd is
+ * deleted (poller_del, poller_pop) or registered again.  Event loops call
+ * it before each dispatch so a handler that closes another fd of the same
+ * batch is safe. */
 int poller_current(const poller *p, const poller_event *ev);
 
 /* Makes a poller_wait in progress, or the next one, return promptly.
@@ -228,9 +235,12 @@ int poller_wakeup(poller *p);
 
 /* Returns a descriptor that is readable while the poller has events to
  * report (epoll, kqueue, io_uring), so a poller nests in another loop;
- * -1 where there is none (select, poll) or for NULL.  Interest changes
- * reach the kernel at the next poller_wait or poller_flush: a nesting loop
- * calls poller_flush before it sleeps on this descriptor. */
+ * -1 where there is none (select, poll), for NULL, or when it cannot be
+ * made (epoll makes it at the first call; out of descriptors).  Its number
+ * stays the same for the poller's life (and across poller_reinit).
+ * Interest changes reach the kernel at the next poller_wait or
+ * poller_flush: a nesting loop calls poller_flush before it sleeps on this
+ * descriptor. */
 int poller_fd(const poller *p);
 
 /* Rebuilds the kernel object in a forked child and registers every fd

@@ -11,6 +11,15 @@
  * would.  epoll watches open file descriptions: a closed fd with a live
  * dup stays in the set until poller_del (libuv#1468); poller_del
  * therefore removes synchronously, before the caller can close.
+ *
+ * Such a "ghost" (the set's entry for a file no longer at its number) can
+ * only be removed by replacing the set: the core does so when one reports
+ * (stale reports) or may exist unseen (MOD of a replaced number).  So that
+ * a replacement never needs a descriptor the process may not have, an
+ * empty instance is kept in reserve (spare); and so that it never detaches
+ * a loop that nests poller_fd, poller_fd is a second, stable instance
+ * (outer) holding the working one, created at the first poller_fd call:
+ * pollers that are not nested pay nothing for it.
  */
 #define _GNU_SOURCE /* dup3 */
 #include "internal.h"
@@ -30,7 +39,9 @@ _Static_assert(POLLER_IN == EPOLLIN && POLLER_ERR == EPOLLERR &&
                "the bit moves in epoll_wait_fd rely on these values");
 
 struct epoll_state {
-  int epfd;
+  int epfd;  /* the working set, the one epoll_wait sleeps on */
+  int spare; /* an empty instance for the next rebuild, or -1 */
+  int outer; /* poller_fd: holds epfd, created on demand, or -1 */
 };
 
 static uint32_t to_epoll(unsigned want) {
@@ -70,9 +81,17 @@ static int epoll_init(poller *p) {
   struct epoll_state *s = malloc(sizeof *s);
   if (!s)
     return -ENOMEM;
+  s->outer = -1;
   s->epfd = epoll_create1(EPOLL_CLOEXEC);
   if (s->epfd < 0) {
     int r = -errno;
+    free(s);
+    return r;
+  }
+  s->spare = epoll_create1(EPOLL_CLOEXEC);
+  if (s->spare < 0) {
+    int r = -errno;
+    close(s->epfd);
     free(s);
     return r;
   }
@@ -85,6 +104,10 @@ static void epoll_fini(poller *p) {
   if (!s)
     return;
   close(s->epfd);
+  if (s->spare >= 0)
+    close(s->spare);
+  if (s->outer >= 0)
+    close(s->outer);
   free(s);
   p->bstate = NULL;
 }
@@ -107,29 +130,52 @@ static int epoll_ctl_fd(poller *p, int fd, struct poller__fd *e, unsigned have,
   if (epoll_ctl(s->epfd, op, fd, &ev) == 0)
     return 0;
   int err = errno;
-  if (err == EPERM && op == EPOLL_CTL_ADD)
-    return POLLER__ALWAYS_READY;
+  if (err == EEXIST && op == EPOLL_CTL_ADD) {
+    /* The core holds nothing for fd, so the set's entry for this very
+     * (file, number) pair is a ghost: a poller_del whose removal failed
+     * because the fd was closed while a dup kept the file, and the file
+     * has come back on the number.  It becomes this registration. */
+    p->stats.syscalls++;
+    if (epoll_ctl(s->epfd, EPOLL_CTL_MOD, fd, &ev) == 0)
+      return 0;
+    err = errno;
+  }
   if (err == ENOENT && op == EPOLL_CTL_MOD) {
-    /* The kernel dropped it: the fd was closed and reopened under the
-     * same number.  Register the new file afresh. */
+    /* The number holds a file the set does not know: fd was closed and
+     * reopened, or another file was dup2'ed onto it.  In the second case
+     * the old file may live on through a dup, and its entry carries this
+     * registration's generation: its reports would pass as current (and
+     * outside the interest) at every wait.  Register the new file and
+     * have the core replace the set, which drops the ghost. */
+    p->rebuild_due = 1;
+    op = EPOLL_CTL_ADD;
     p->stats.syscalls++;
     if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, fd, &ev) == 0)
       return 0;
     err = errno;
   }
+  if (err == EPERM && op == EPOLL_CTL_ADD)
+    return POLLER__ALWAYS_READY;
   return -err;
 }
 
 static int epoll_wait_fd(poller *p, poller_event *out, int max,
                          int timeout_ms) {
   struct epoll_state *s = p->bstate;
-  /* The kernel writes its 12-byte reports into the upper half of the
-   * caller's buffer (24-byte reports), and they are converted in place,
-   * front to back: report i is read before out[i] is written, and out[i]
-   * ends at or below where report i + 1 starts, so nothing unread is ever
-   * overwritten.  No buffer of our own: no memory per fd, no copy. */
-  _Static_assert(sizeof(poller_event) >= 2 * sizeof(struct epoll_event),
-                 "the in-place conversion needs 2 kernel reports per slot");
+  /* The kernel writes its reports (r bytes each: 12 on x86-64, where the
+   * struct is packed, and on i686; 16 on arm64) at the end of the
+   * caller's buffer of max slots (s >= r bytes each), from offset
+   * B = max * (s - r), and they are converted in place, front to back.
+   * Report i is read whole before out[i] is written, and out[i] ends at
+   * (i + 1) * s <= B + (i + 1) * r, where report i + 1 starts, because
+   * i + 1 <= max: nothing unread is ever overwritten.  No buffer of our
+   * own: no memory per fd, no copy.  B must suit the struct's alignment. */
+  _Static_assert(sizeof(poller_event) >= sizeof(struct epoll_event),
+                 "the in-place conversion needs a slot per kernel report");
+  _Static_assert((sizeof(poller_event) - sizeof(struct epoll_event)) %
+                         _Alignof(struct epoll_event) ==
+                     0,
+                 "the kernel's reports must be aligned in the buffer");
   struct epoll_event *buf =
       (struct epoll_event *)(void *)((char *)out +
                                      (size_t)max * (sizeof(poller_event) -
@@ -161,27 +207,92 @@ static int epoll_wait_fd(poller *p, poller_event *out, int max,
   return n;
 }
 
+/* Makes `outer` watch the working set `set`. */
+static int hold(poller *p, int outer, int set) {
+  struct epoll_event ev = {.events = EPOLLIN};
+  p->stats.syscalls++;
+  return epoll_ctl(outer, EPOLL_CTL_ADD, set, &ev) < 0 ? -errno : 0;
+}
+
 static int epoll_fd(const poller *p) {
-  return ((const struct epoll_state *)p->bstate)->epfd;
+  /* bstate is the backend's own, even through a const poller. */
+  struct epoll_state *s = p->bstate;
+  if (s->outer < 0) {
+    int o = epoll_create1(EPOLL_CLOEXEC);
+    if (o < 0)
+      return -1; /* out of descriptors (poller.h) */
+    struct epoll_event ev = {.events = EPOLLIN};
+    if (epoll_ctl(o, EPOLL_CTL_ADD, s->epfd, &ev) < 0) {
+      close(o);
+      return -1;
+    }
+    s->outer = o;
+  }
+  return s->outer;
+}
+
+/* In-process: replaces the working set with the spare, an empty
+ * instance, so that ghosts of closed fds go with the old one; the core
+ * then adds every registration again.  poller_fd keeps its number and its
+ * place in a loop that nests it: the outer instance only swaps what it
+ * holds. */
+static int epoll_rebuild(poller *p) {
+  struct epoll_state *s = p->bstate;
+  int fresh = s->spare;
+  if (fresh < 0 && (fresh = epoll_create1(EPOLL_CLOEXEC)) < 0)
+    return -errno;
+  s->spare = -1;
+  if (s->outer >= 0) {
+    int r = hold(p, s->outer, fresh);
+    if (r < 0) {
+      s->spare = fresh;
+      return r;
+    }
+    p->stats.syscalls++;
+    (void)epoll_ctl(s->outer, EPOLL_CTL_DEL, s->epfd, NULL);
+  }
+  close(s->epfd);
+  s->epfd = fresh;
+  /* The number just freed makes this succeed unless another thread took
+   * it; without a spare the next rebuild creates one. */
+  p->stats.syscalls += 2;
+  s->spare = epoll_create1(EPOLL_CLOEXEC);
+  return 0;
 }
 
 static int epoll_reinit(poller *p) {
-  /* The child's copy of the epoll fd refers to the parent's instance:
-   * closing the copy leaves the parent's set alone, while any change made
-   * through it would change the parent's (eventlet#68).  The new instance
-   * takes the old number (dup3 closes the old reference), so poller_fd
-   * stays valid for a caller that nests it; the core also rebuilds the set
-   * this way in-process to drop ghosts of closed fds (poller.c). */
+  /* In a forked child every descriptor of the state refers to one of the
+   * parent's instances: closing the child's copies leaves the parent's
+   * sets alone, while a change made through them would change the
+   * parent's (eventlet#68).  So each is replaced, none is changed; the
+   * outer instance keeps its number (dup3 closes the old reference), so
+   * poller_fd stays valid for a caller that nests it. */
   struct epoll_state *s = p->bstate;
-  int fd = epoll_create1(EPOLL_CLOEXEC);
-  if (fd < 0)
+  int fresh = epoll_create1(EPOLL_CLOEXEC);
+  if (fresh < 0)
     return -errno;
-  if (dup3(fd, s->epfd, O_CLOEXEC) < 0) {
-    int r = -errno;
-    close(fd);
+  int spare = epoll_create1(EPOLL_CLOEXEC);
+  int r = spare < 0 ? -errno : 0;
+  if (r == 0 && s->outer >= 0) {
+    int o = epoll_create1(EPOLL_CLOEXEC);
+    if (o < 0)
+      r = -errno;
+    else if ((r = hold(p, o, fresh)) == 0 && dup3(o, s->outer, O_CLOEXEC) < 0)
+      r = -errno;
+    if (o >= 0)
+      close(o);
+  }
+  if (r < 0) {
+    close(fresh);
+    if (spare >= 0)
+      close(spare);
     return r;
   }
-  close(fd);
+  close(s->epfd);
+  s->epfd = fresh;
+  if (s->spare >= 0)
+    close(s->spare);
+  s->spare = spare;
   return 0;
 }
 
@@ -197,4 +308,5 @@ const struct poller__backend poller__backend_epoll = {
     .wait = epoll_wait_fd,
     .fd = epoll_fd,
     .reinit = epoll_reinit,
+    .rebuild = epoll_rebuild,
 };

@@ -32,3 +32,10 @@ const struct poller__backend *poller__backend_find(enum poller_backend b) {
       return poller__backends[i];
   return NULL;
 }
+
+int poller__auto_eligible(const struct poller__backend *be) {
+  /* io_uring only when asked for (poller.h, README): its poll requests
+   * cost more per re-armed event than epoll, and it is the backend that
+   * seccomp filters and sysctls refuse most often. */
+  return be->id != POLLER_URING;
+}

@@ -84,8 +84,8 @@ struct poller__fd {
  *         keeps none; the core then takes the current one).  At most one
  *         report per fd.  A backend may finish the reports of plain
  *         registrations itself with poller__report_plain: it puts them
- *         first and sets p->nfinal to their number.  Returns the count, 0 on timeout, -errno (-EINTR
- *         included; the core retries).
+ *         first and sets p->nfinal to their number.  Returns the count,
+ *         0 on timeout, -errno (-EINTR included; the core retries).
  * commit: optional: sends changes that ctl batched to the kernel now
  *         (poller_flush calls it, so a nesting loop sleeping on poller_fd
  *         sees them).  NULL when ctl applies changes itself.
@@ -93,6 +93,12 @@ struct poller__fd {
  * reinit: called in a forked child: drops the inherited kernel object
  *         without disturbing the parent and creates a new one.  The core
  *         then calls ctl for every registration with have == 0.
+ * rebuild: optional (POLLER__CAP_STALE_REBUILD): in the owning process,
+ *         replaces the kernel object by an empty one, keeping poller_fd's
+ *         number and its registration in a loop that nests it; the core
+ *         then calls ctl for the wakeup fd and every registration with
+ *         have == 0.  A backend's ctl sets p->rebuild_due when it learns
+ *         that the kernel may hold a registration the core cannot remove.
  */
 struct poller__backend {
   enum poller_backend id;
@@ -107,6 +113,7 @@ struct poller__backend {
   int (*commit)(poller *p);
   int (*fd)(const poller *p);
   int (*reinit)(poller *p);
+  int (*rebuild)(poller *p);
 };
 
 struct poller {
@@ -129,7 +136,9 @@ struct poller {
   void *probe_buf; /* struct pollfd[capspecial] for the emulated ET probe */
 
   int wakefd_r, wakefd_w; /* the wakeup channel (eventfd: both equal) */
-  atomic_int wake_pending;
+  atomic_int wake_pending; /* poller_wakeup signalled the channel */
+  int keep_signalled;      /* keep_fd_readable signalled it (poller.c) */
+  int rebuild_due;         /* set by a backend's ctl: see rebuild above */
   int nfinal; /* set by a backend's wait: the number of leading reports
                  already final, or -1 when final and raw reports are mixed
                  and the raw ones carry POLLER__RAW */
@@ -143,16 +152,28 @@ static inline struct poller__fd *poller__entry(const poller *p, int fd) {
   return (fd >= 0 && fd < p->nfds) ? &p->fds[fd] : NULL;
 }
 
+/* A hang-up is readable: when the interest has POLLER_IN, a report with
+ * HUP or RDHUP gets IN too, on every backend (poller.h: IN means
+ * "readable, or the peer closed"; poll and epoll report a pipe whose
+ * writer closed as HUP alone).  Branch-free, for the hot path. */
+_Static_assert(POLLER_HUP == POLLER_IN << 4 && POLLER_RDHUP == POLLER_IN << 5,
+               "poller__hup_in moves HUP and RDHUP onto IN");
+static inline unsigned poller__hup_in(unsigned bits, unsigned interest) {
+  return bits | (((bits >> 4) | (bits >> 5)) & interest & POLLER_IN);
+}
+
 /* The core's verdict on one report of a plain level registration, for a
  * backend's conversion loop (the hot path of every wait): when fd's
  * registration is plain (no mode, nothing pending in the core) and gen is
  * its generation, stores the final report in *o and returns 1.  bits must
  * be non-zero and hold only the interest and ERR/HUP, as epoll and
- * io_uring report them for a plain registration (the kernel masks).  Otherwise returns 0 and the backend
- * leaves the raw report for the core's filter (poller.c), after the final
- * ones, and sets p->nfinal to the number of final reports.  fds and
- * nfds are p->fds and p->nfds, read once by the caller: stores through o
- * could otherwise alias them and force a reload per report. */
+ * io_uring report them for a plain registration (the kernel masks); a
+ * hang-up gets IN when the interest has it (poller__hup_in).  Otherwise
+ * returns 0 and the backend leaves the raw report for the core's filter
+ * (poller.c), after the final ones, and sets p->nfinal to the number of
+ * final reports.  fds and nfds are p->fds and p->nfds, read once by the
+ * caller: stores through o could otherwise alias them and force a reload
+ * per report. */
 static inline int poller__report_plain(const struct poller__fd *fds,
                                        unsigned nfds, poller_event *o, int fd,
                                        unsigned bits, unsigned gen) {
@@ -163,7 +184,7 @@ static inline int poller__report_plain(const struct poller__fd *fds,
   if (e->flags != FD_REGISTERED || e->gen != gen)
     return 0;
   o->fd = fd;
-  o->events = bits;
+  o->events = poller__hup_in(bits, e->events);
   o->data = e->data;
   o->gen = gen;
   return 1;
@@ -183,6 +204,9 @@ extern const struct poller__backend poller__backend_uring;
 /* The preference-ordered table of built backends (backends.c). */
 extern const struct poller__backend *const poller__backends[];
 const struct poller__backend *poller__backend_find(enum poller_backend b);
+/* Returns 1 when POLLER_AUTO may pick `be` without being told to (the
+ * environment variable POLLER_BACKEND can still name any backend). */
+int poller__auto_eligible(const struct poller__backend *be);
 
 /* The wakeup channel (wakeup.c): an eventfd on Linux, a pipe elsewhere. */
 int poller__wakefd_open(int *rfd, int *wfd);
@@ -194,6 +218,7 @@ void poller__wakefd_signal(int wfd);
 enum poller__fault_point {
   POLLER__FAULT_URING_SETUP, /* io_uring probe and init */
   POLLER__FAULT_CTL,         /* every backend ctl that is not a removal */
+  POLLER__FAULT_INIT_NATIVE, /* poller_open of epoll and kqueue */
   POLLER__FAULT_COUNT
 };
 extern int poller__fault[POLLER__FAULT_COUNT];

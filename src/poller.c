@@ -25,6 +25,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -82,6 +83,9 @@ static int table_reach(poller *p, int fd) {
     n *= 2;
   if (n > INT_MAX)
     n = (size_t)fd + 1;
+  /* n * sizeof *t wraps on 32-bit targets for fds near INT_MAX. */
+  if (n > SIZE_MAX / sizeof *p->fds)
+    return -ENOMEM;
   struct poller__fd *t = realloc(p->fds, n * sizeof *t);
   if (!t)
     return -ENOMEM;
@@ -102,7 +106,7 @@ static int lists_reserve(poller *p, size_t need) {
   size_t n = p->capqueue ? (size_t)p->capqueue * 2 : 16;
   while (n < need)
     n *= 2;
-  if (n > INT_MAX)
+  if (n > INT_MAX || n > SIZE_MAX / sizeof(struct pollfd))
     return -ENOMEM;
   int *q = realloc(p->queue, n * sizeof *q);
   if (!q)
@@ -186,9 +190,16 @@ static void drop_registration(poller *p, int fd, struct poller__fd *e,
     e->flags |= FD_FAILED;
     special_add(p, fd, e);
   } else {
+    /* Deleted by the caller: no report of it may pass poller_current any
+     * more, an NVAL report of this batch included.  0 is never a live
+     * generation, and kernel reports tagged with the old one stay
+     * stale. */
     e->data = NULL;
+    e->gen = 0;
   }
 }
+
+static void rebuild_kernel_set(poller *p);
 
 /* Sends the queued changes to the backend.  A change the kernel refuses
  * drops the registration; with `report` the drop is reported as
@@ -223,6 +234,8 @@ static int flush(poller *p, int report) {
     }
   }
   p->nqueue = 0;
+  if (p->rebuild_due)
+    rebuild_kernel_set(p); /* a ghost may hide behind a live tag */
   return first_err;
 }
 
@@ -253,6 +266,45 @@ static void after_report(poller *p, int fd, struct poller__fd *e) {
   } else {
     queue_change(p, fd, e);
   }
+}
+
+/* Emulated ET compares readiness in poll(2)'s view (what the backend
+ * poll reports: HUP, RDHUP and ERR told apart, IN with a hang-up as
+ * everywhere), from a probe's revents. */
+static unsigned probe_view(const struct poller__fd *e, short revents) {
+  unsigned interest = e->events & READY_BITS;
+  unsigned bits =
+      poller__from_pollbits(revents) & (interest | POLLER_ERR | POLLER_HUP);
+  return poller__hup_in(bits, interest);
+}
+
+/* What the backend reports for readiness `bits` in poll(2)'s view.  select
+ * cannot tell HUP, RDHUP or ERR: the kernel's select shows a hang-up or
+ * an error as readable, an error also as writable.  Reporting the probe's
+ * view there would report one hang-up twice: once as IN by select, once
+ * as HUP by the probe. */
+static unsigned backend_view(const poller *p, const struct poller__fd *e,
+                             unsigned bits) {
+  if (p->be->id != POLLER_SELECT)
+    return bits;
+  unsigned v = bits & (POLLER_IN | POLLER_OUT | POLLER_PRI);
+  if (bits & (POLLER_HUP | POLLER_ERR))
+    v |= POLLER_IN;
+  if (bits & POLLER_ERR)
+    v |= POLLER_OUT;
+  return v & e->events;
+}
+
+/* select reported e with `bits` (its view): the edge is recorded in
+ * poll(2)'s view, so the probes that follow compare like with like (a
+ * hang-up that select showed as IN is not new to them). */
+static unsigned select_edge(poller *p, int fd, const struct poller__fd *e,
+                            unsigned bits) {
+  struct pollfd pf = {fd, poller__to_pollbits(e->events & READY_BITS), 0};
+  p->stats.syscalls++;
+  if (poll(&pf, 1, 0) == 1)
+    bits |= probe_view(e, pf.revents);
+  return bits;
 }
 
 /* Reverses special[from, to). */
@@ -342,18 +394,18 @@ static int scan_special(poller *p, poller_event *out, int max,
   for (int i = 0; i < nprobe; i++) {
     int fd = probe[i].fd;
     struct poller__fd *e = &p->fds[fd];
-    unsigned now = poller__from_pollbits(probe[i].revents) &
-                   ((e->events & READY_BITS) | POLLER_ERR | POLLER_HUP);
+    unsigned now = probe_view(e, probe[i].revents);
     unsigned fresh = now & ~EDGE_BITS(e);
-    if (fresh && n >= max)
+    unsigned shown = fresh ? backend_view(p, e, now) : 0;
+    if (shown && n >= max)
       continue; /* no room: keep the old edge so the next scan reports it
                    (test wait_partial_harvest_edge_new_bits) */
     SET_EDGE_BITS(e, now);
     if (!now)
       e->flags &= ~FD_EDGE_WAIT;
     queue_change(p, fd, e);
-    if (fresh && n < max) {
-      out[n++] = (poller_event){fd, now, e->data, e->gen};
+    if (shown) {
+      out[n++] = (poller_event){fd, shown, e->data, e->gen};
       e->flags |= FD_INBATCH;
       after_report(p, fd, e);
     }
@@ -369,7 +421,7 @@ static int scan_special(poller *p, poller_event *out, int max,
  * below mirrors scan_special's exactly, or a wait would wake for nothing.
  * Emulated ET entries only exist where there is no poller_fd. */
 static void keep_fd_readable(poller *p) {
-  if (!p->be->fd || atomic_load(&p->wake_pending))
+  if (!p->be->fd || p->keep_signalled)
     return;
   for (int i = 0; i < p->nspecial; i++) {
     const struct poller__fd *e = &p->fds[p->special[i]];
@@ -380,17 +432,19 @@ static void keep_fd_readable(poller *p) {
       due = bits && !((e->events & POLLER_ET) && EDGE_BITS(e) == bits);
     }
     if (due) {
-      if (atomic_exchange(&p->wake_pending, 1) == 0)
-        poller__wakefd_signal(p->wakefd_w);
+      /* Not a wakeup: poller_wait tells the two apart by wake_pending. */
+      p->keep_signalled = 1;
+      p->stats.syscalls++;
+      poller__wakefd_signal(p->wakefd_w);
       return;
     }
   }
 }
 
 /* Step 4: filters out[from, from + k) in place, appending the kept reports
- * at out[*n].  Sets *woken when the wakeup fd was among them. */
+ * at out[*n].  Sets *internal when the wakeup fd was among them. */
 static void filter(poller *p, poller_event *out, int from, int k, int *n,
-                   int *woken, int mark, int marked) {
+                   int *internal, int mark, int marked) {
   int emulate_et = !(p->be->caps & POLLER_ET);
   struct poller__fd *fds = p->fds;
   unsigned nfds = (unsigned)p->nfds;
@@ -419,17 +473,18 @@ static void filter(poller *p, poller_event *out, int from, int k, int *n,
       if (bits) {
         poller_event *o = &out[w++];
         o->fd = fd;
-        o->events = bits;
+        o->events = poller__hup_in(bits, e->events);
         o->data = e->data;
         o->gen = e->gen;
+      } else {
+        /* Nothing wanted: the kernel holds something the table does not
+         * (a level report dropped here would come back at every wait). */
+        p->stats.stale++;
       }
       continue;
     }
     if (e->flags & FD_INTERNAL) {
-      poller__wakefd_drain(p->wakefd_r);
-      p->stats.syscalls++;
-      atomic_store(&p->wake_pending, 0);
-      *woken = 1;
+      *internal = 1; /* never a report: see poller_wait */
       continue;
     }
     if (!(e->flags & FD_REGISTERED) || (e->flags & FD_DISARMED) ||
@@ -438,8 +493,11 @@ static void filter(poller *p, poller_event *out, int from, int k, int *n,
       continue;
     }
     bits &= (e->events & READY_BITS) | POLLER_ERR | POLLER_HUP | POLLER_NVAL;
-    if (!bits)
+    if (!bits) {
+      p->stats.stale++; /* as above: the kernel's state is not ours */
       continue;
+    }
+    bits = poller__hup_in(bits, e->events);
     if (bits & POLLER_NVAL) {
       /* poll's POLLNVAL, or select's EBADF: the fd was closed behind our
        * back.  Report it once and disarm, so it cannot spin;
@@ -454,7 +512,10 @@ static void filter(poller *p, poller_event *out, int from, int k, int *n,
       unsigned edge = EDGE_BITS(e);
       if (!(bits & ~edge))
         continue;
-      SET_EDGE_BITS(e, edge | bits);
+      edge |= bits;
+      if (p->be->id == POLLER_SELECT)
+        edge = select_edge(p, fd, e, edge);
+      SET_EDGE_BITS(e, edge);
       e->flags |= FD_EDGE_WAIT;
       special_add(p, fd, e);
       queue_change(p, fd, e);
@@ -487,7 +548,8 @@ static void filter(poller *p, poller_event *out, int from, int k, int *n,
  * the wakeup fd and every live registration.  O(registered) system calls,
  * no allocation, and only after a close-before-del. */
 static void rebuild_kernel_set(poller *p) {
-  if (p->be->reinit(p) < 0)
+  p->rebuild_due = 0;
+  if (!p->be->rebuild || p->be->rebuild(p) < 0)
     return; /* the old set stays: stale reports stay filtered */
   struct poller__fd *w = &p->fds[p->wakefd_r];
   if (p->be->ctl(p, p->wakefd_r, w, 0, POLLER_IN, 0) != 0)
@@ -538,8 +600,10 @@ int poller_wait(poller *p, poller_event *out, int max, int timeout_ms) {
   int tmo = n > 0 || held ? 0 : timeout_ms;
   long long deadline = tmo > 0 ? now_ns() + (long long)tmo * 1000000LL : 0;
   p->stats.waits++;
+  int topped = 0;
   while (n < max) {
-    int k = p->be->wait(p, out + n, max - n, tmo);
+    int room = max - n;
+    int k = p->be->wait(p, out + n, room, tmo);
     if (k == -EINTR) {
       p->stats.eintr++;
       if (p->report_eintr) {
@@ -558,17 +622,38 @@ int poller_wait(poller *p, poller_event *out, int max, int timeout_ms) {
     }
     unsigned long long stale = p->stats.stale;
     int fin = p->nfinal;
+    int internal = 0;
     p->nfinal = 0;
     if (fin >= 0) {
       n += fin;
       if (k > fin)
-        filter(p, out, n, k - fin, &n, &woken, mark, 0);
+        filter(p, out, n, k - fin, &n, &internal, mark, 0);
     } else {
-      filter(p, out, n, k, &n, &woken, mark, 1);
+      filter(p, out, n, k, &n, &internal, mark, 1);
     }
     if (p->stats.stale != stale &&
         (p->be->caps & POLLER__CAP_STALE_REBUILD))
       rebuild_kernel_set(p); /* ghosts of closed fds, see above */
+    if (internal) {
+      /* The wakeup channel is signalled by poller_wakeup, and by
+       * keep_fd_readable for poller_fd's sake.  Only the first ends the
+       * wait; neither is a report.  Drained either way, so it cannot spin;
+       * keep_fd_readable signals it again below if still needed.  The
+       * flag is read after the drain, so a wakeup racing with it is
+       * either seen here or signals anew. */
+      poller__wakefd_drain(p->wakefd_r);
+      p->stats.syscalls++;
+      p->keep_signalled = 0;
+      if (atomic_exchange(&p->wake_pending, 0))
+        woken = 1;
+      else if (k == room && n < max && (n > 0 || tmo == 0) && !topped) {
+        /* The channel took a slot of a full batch: fetch what it left
+         * out, without blocking (a blocking wait below would do it too). */
+        topped = 1;
+        tmo = 0;
+        continue;
+      }
+    }
     if (n > 0 || woken || tmo == 0)
       break;
     /* Only stale reports: wait again for the time that is left. */
@@ -723,8 +808,14 @@ int poller_push(poller *p, int fd, unsigned events, void *data) {
   struct poller__stack *s = e->saved;
   if (!s || s->depth == s->cap) {
     unsigned cap = s ? s->cap * 2 : 2;
-    struct poller__stack *g =
-        realloc(s, sizeof *g + cap * sizeof g->entry[0]);
+    size_t bytes;
+    /* The depth must stay an int (poller_depth), and the size must not
+     * wrap on 32-bit targets. */
+    if (cap > INT_MAX / 2 ||
+        __builtin_mul_overflow((size_t)cap, sizeof s->entry[0], &bytes) ||
+        __builtin_add_overflow(bytes, sizeof *s, &bytes))
+      return -ENOMEM;
+    struct poller__stack *g = realloc(s, bytes);
     if (!g)
       return -ENOMEM;
     if (!s)
@@ -777,6 +868,9 @@ int poller_get(const poller *p, int fd, poller_event *key) {
 int poller_next(const poller *p, int after_fd, poller_event *key) {
   if (!p || !key)
     return -EFAULT;
+  /* after_fd + 1 would wrap for INT_MAX: compare before adding. */
+  if (after_fd >= p->nfds - 1)
+    return -ENOENT;
   int fd = after_fd < -1 ? 0 : after_fd + 1;
   for (; fd < p->nfds; fd++)
     if (p->fds[fd].flags & FD_REGISTERED)
@@ -819,11 +913,59 @@ int poller_fd(const poller *p) {
   return p->be->fd(p);
 }
 
-/* Registers the wakeup channel with the backend. */
-static int wake_register(poller *p) {
-  int r = poller__wakefd_open(&p->wakefd_r, &p->wakefd_w);
+/* Moves *fd off numbers that have a registration: after close-before-del
+ * such a number is free in the kernel but still a key of the table, and
+ * the channel's entry would wipe it. */
+static int off_registered(poller *p, int *fd) {
+  int moved = -1;
+  while (*fd < p->nfds && (p->fds[*fd].flags & (FD_REGISTERED | FD_FAILED))) {
+    int to = fcntl(*fd, F_DUPFD_CLOEXEC, *fd + 1);
+    if (to < 0) {
+      int r = -errno;
+      if (moved >= 0)
+        close(moved);
+      return r;
+    }
+    if (moved >= 0)
+      close(moved);
+    *fd = moved = to;
+  }
+  return 0;
+}
+
+/* Opens a wakeup channel on numbers that are not keys of the table. */
+static int wake_open(poller *p, int *rfd, int *wfd) {
+  int r = poller__wakefd_open(rfd, wfd);
   if (r < 0)
     return r;
+  int r0 = *rfd, w0 = *wfd;
+  int same = r0 == w0;
+  if ((r = off_registered(p, rfd)) == 0 && !same)
+    r = off_registered(p, wfd);
+  if (same)
+    *wfd = *rfd;
+  /* off_registered left the originals open when it moved them. */
+  if (*rfd != r0)
+    close(r0);
+  if (!same && *wfd != w0)
+    close(w0);
+  if (r < 0) {
+    close(*rfd);
+    if (!same)
+      close(*wfd);
+    *rfd = *wfd = -1;
+  }
+  return r;
+}
+
+/* Registers the wakeup channel with the backend: a new one, or the one in
+ * (rfd, wfd) when rfd >= 0. */
+static int wake_register(poller *p, int rfd, int wfd) {
+  int r;
+  if (rfd < 0 && (r = wake_open(p, &rfd, &wfd)) < 0)
+    return r;
+  p->wakefd_r = rfd;
+  p->wakefd_w = wfd;
   if ((r = table_reach(p, p->wakefd_r)) < 0 ||
       (r = lists_reserve(p, p->count + 2)) < 0)
     return r;
@@ -857,12 +999,16 @@ static int open_with(poller **pp, const struct poller__backend *be) {
   p->be = be;
   p->wakefd_r = p->wakefd_w = -1;
   atomic_init(&p->wake_pending, 0);
-  int r = be->init(p);
+  int r = 0;
+  if (be->id == POLLER_EPOLL || be->id == POLLER_KQUEUE)
+    r = poller__fault[POLLER__FAULT_INIT_NATIVE];
+  if (r == 0)
+    r = be->init(p);
   if (r < 0) {
     free(p);
     return r;
   }
-  if ((r = wake_register(p)) < 0) {
+  if ((r = wake_register(p, -1, -1)) < 0) {
     poller_close(p);
     return r;
   }
@@ -902,7 +1048,8 @@ int poller_open(poller **pp, enum poller_backend backend) {
       return 0;
   }
   for (int i = 0; poller__backends[i]; i++)
-    if ((r = open_with(pp, poller__backends[i])) == 0)
+    if (poller__auto_eligible(poller__backends[i]) &&
+        (r = open_with(pp, poller__backends[i])) == 0)
       return 0;
   return r;
 }
@@ -924,14 +1071,24 @@ void poller_close(poller *p) {
 int poller_reinit(poller *p) {
   if (!p)
     return -EFAULT;
-  int r = p->be->reinit(p);
+  /* The wakeup channel is shared with the parent after fork: a new one,
+   * so the child's wakeups never reach the parent's waits.  It is opened
+   * before the old one is closed and never on a registered number (an fd
+   * closed before del leaves its number free but registered). */
+  int rfd, wfd;
+  int r = wake_open(p, &rfd, &wfd);
   if (r < 0)
     return r;
-  /* The wakeup channel is shared with the parent after fork: a new one,
-   * so the child's wakeups never reach the parent's waits. */
+  if ((r = p->be->reinit(p)) < 0) {
+    close(rfd);
+    if (wfd != rfd)
+      close(wfd);
+    return r;
+  }
   wake_close(p);
   atomic_store(&p->wake_pending, 0);
-  if ((r = wake_register(p)) < 0)
+  p->keep_signalled = 0;
+  if ((r = wake_register(p, rfd, wfd)) < 0)
     return r;
   for (int fd = 0; fd < p->nfds; fd++) {
     struct poller__fd *e = &p->fds[fd];

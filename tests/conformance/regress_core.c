@@ -1,0 +1,635 @@
+/*
+ * regress_core.c - regressions of the core and of the select, poll and
+ * epoll backends found by a differential random tester and a review
+ * (issue 8, items 1-11).  Each test names the promise it pins.
+ */
+#include "harness.h"
+#include "internal.h"
+
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#ifdef __linux__
+#include <sys/epoll.h>
+#endif
+
+static int tag_a, tag_b;
+
+static unsigned long long syscalls_of(poller *p) {
+  poller_stats st;
+  ASSERT_OK(poller_stats_get(p, &st));
+  return st.syscalls;
+}
+
+/* Waits until fd is reported with any bits; returns them.  Fails when fd
+ * is reported twice in one wait or never within timeout_ms. */
+static unsigned wait_any(poller *p, int fd, int timeout_ms) {
+  double deadline = t_now_ms() + timeout_ms;
+  for (;;) {
+    double left = deadline - t_now_ms();
+    unsigned got = t_wait_once(p, fd, left > 0 ? (int)left + 1 : 0);
+    if (got)
+      return got;
+    if (t_now_ms() >= deadline)
+      FAIL("no report for fd %d within %d ms (%s)", fd, timeout_ms,
+           T_BACKEND_NAME);
+  }
+}
+
+/* A wait with nothing to report sleeps: at most a handful of system
+ * calls in a wait of `ms` milliseconds that reports nothing. */
+static void assert_sleeps(poller *p, int ms) {
+  unsigned long long before = syscalls_of(p);
+  poller_event out[8];
+  double t0 = t_now_ms();
+  ASSERT_EQ(poller_wait(p, out, 8, ms), 0);
+  ASSERT_GE(t_now_ms() - t0, ms - 1);
+  ASSERT_LE(syscalls_of(p) - before, 12);
+}
+
+/* Runs fn(arg) in a forked child and asserts that it passed. */
+static void in_child(void (*fn)(void *), void *arg) {
+  fflush(stdout);
+  pid_t pid = fork();
+  ASSERT_SYS(pid);
+  if (pid == 0) {
+    fn(arg);
+    _exit(0);
+  }
+  int status;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+    FAIL("child failed (status 0x%x)", status);
+}
+
+/* ---- item 1: caller input never overflows an int ---- */
+
+/* poller_next after the highest possible fd finds nothing (after_fd + 1
+ * must not wrap to INT_MIN and index the table below its start). */
+TEST(next_after_int_max) {
+  poller *p;
+  int sv[2];
+  t_open(&p);
+  t_socketpair(sv);
+  ASSERT_OK(poller_add(p, sv[0], POLLER_IN, &tag_a));
+  poller_event key;
+  ASSERT_ERR(poller_next(p, INT_MAX, &key), -ENOENT);
+  ASSERT_ERR(poller_next(p, INT_MAX - 1, &key), -ENOENT);
+  ASSERT_OK(poller_next(p, INT_MIN, &key));
+  ASSERT_EQ(key.fd, sv[0]);
+  ASSERT_OK(poller_next(p, -1, &key));
+  ASSERT_EQ(key.fd, sv[0]);
+  ASSERT_ERR(poller_next(p, sv[0], &key), -ENOENT);
+  ASSERT_OK(poller_del(p, sv[0]));
+  t_close(sv[0]);
+  t_close(sv[1]);
+  t_assert_clean(p);
+}
+
+/* ---- item 2: a hang-up is readable (IN with HUP) on every backend ---- */
+
+/* Registered for IN, a hang-up is reported with IN (poller.h: IN means
+ * "readable, or the peer closed"), and with HUP where the backend can
+ * tell it (not select). */
+static void check_hangup_bits(unsigned got) {
+  ASSERT_BITS(got, POLLER_IN);
+  if (T_BACKEND != POLLER_SELECT)
+    ASSERT_BITS(got, POLLER_HUP);
+}
+
+TEST(hangup_in_pipe) {
+  static const unsigned modes[] = {0, POLLER_ET, POLLER_ONESHOT};
+  for (unsigned m = 0; m < 3; m++) {
+    poller *p;
+    int pf[2];
+    t_open(&p);
+    t_pipe(pf);
+    ASSERT_OK(poller_add(p, pf[0], POLLER_IN | modes[m], NULL));
+    t_expect_none(p, pf[0], 20);
+    t_close(pf[1]);
+    check_hangup_bits(wait_any(p, pf[0], 2000));
+    ASSERT_OK(poller_del(p, pf[0]));
+    t_close(pf[0]);
+    t_assert_clean(p);
+  }
+}
+
+/* Without IN in the interest, a hang-up brings no IN. */
+TEST(hangup_no_in_without_interest) {
+  if (T_BACKEND == POLLER_SELECT)
+    SKIP("select cannot report HUP (see poller.h)");
+  poller *p;
+  int pf[2];
+  t_open(&p);
+  t_pipe(pf);
+  ASSERT_OK(poller_add(p, pf[0], POLLER_PRI, NULL));
+  t_close(pf[1]);
+  unsigned got = wait_any(p, pf[0], 2000);
+  ASSERT_BITS(got, POLLER_HUP);
+  ASSERT_NOBITS(got, POLLER_IN | POLLER_OUT);
+  ASSERT_OK(poller_del(p, pf[0]));
+  t_close(pf[0]);
+  t_assert_clean(p);
+}
+
+TEST(hangup_in_socketpair) {
+  poller *p;
+  int sv[2];
+  t_open(&p);
+  t_socketpair(sv);
+  ASSERT_OK(poller_add(p, sv[0], POLLER_IN, NULL));
+  t_close(sv[1]);
+  check_hangup_bits(wait_any(p, sv[0], 2000));
+  ASSERT_OK(poller_del(p, sv[0]));
+  t_close(sv[0]);
+  t_assert_clean(p);
+}
+
+/* A pty master whose slave side closed. */
+TEST(hangup_in_pty) {
+  int m = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+  if (m < 0)
+    SKIP("posix_openpt: %s", strerror(errno));
+  ASSERT_SYS(grantpt(m));
+  ASSERT_SYS(unlockpt(m));
+  const char *name = ptsname(m);
+  ASSERT_TRUE(name != NULL);
+  int s = open(name, O_RDWR | O_NOCTTY | O_CLOEXEC);
+  ASSERT_SYS(s);
+  ASSERT_SYS(fcntl(m, F_SETFL, O_NONBLOCK));
+  poller *p;
+  t_open(&p);
+  ASSERT_OK(poller_add(p, m, POLLER_IN, NULL));
+  t_expect_none(p, m, 20);
+  t_close(s);
+  check_hangup_bits(wait_any(p, m, 2000));
+  ASSERT_OK(poller_del(p, m));
+  t_close(m);
+  t_assert_clean(p);
+}
+
+/* Half-closed TCP: RDHUP comes with IN; a full close with IN and HUP. */
+TEST(hangup_in_tcp_half_and_full) {
+  poller *p;
+  int a, b;
+  t_open(&p);
+  t_tcp_pair(&a, &b);
+  ASSERT_OK(poller_add(p, a, POLLER_IN | POLLER_RDHUP, NULL));
+  t_expect_none(p, a, 20);
+  ASSERT_SYS(shutdown(b, SHUT_WR));
+  unsigned got = wait_any(p, a, 2000);
+  ASSERT_BITS(got, POLLER_IN);
+  if (T_BACKEND != POLLER_SELECT)
+    ASSERT_BITS(got, POLLER_RDHUP);
+  ASSERT_NOBITS(got, POLLER_HUP);
+  ASSERT_SYS(shutdown(a, SHUT_WR));
+  t_close(b);
+  double deadline = t_now_ms() + 2000;
+  do
+    got = wait_any(p, a, 2000);
+  while (T_BACKEND != POLLER_SELECT && !(got & POLLER_HUP) &&
+         t_now_ms() < deadline);
+  check_hangup_bits(got);
+  ASSERT_OK(poller_del(p, a));
+  t_close(a);
+  t_assert_clean(p);
+}
+
+/* ---- item 3: poller_reinit never takes a registered number ---- */
+
+struct reinit_ctx {
+  poller *p;
+  int sv[2];
+};
+
+static void reinit_child(void *arg) {
+  struct reinit_ctx *c = arg;
+  /* Closed before del: its number is free, and the lowest one free (the
+   * holes below it are filled), so a new wakeup channel would take it. */
+  t_close(c->sv[0]);
+  int fill[64], nfill = 0;
+  for (;;) {
+    int f = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    ASSERT_SYS(f);
+    if (f == c->sv[0]) {
+      t_close(f);
+      break;
+    }
+    ASSERT_LT(nfill, 64);
+    fill[nfill++] = f;
+  }
+  ASSERT_OK(poller_reinit(c->p));
+  ASSERT_NE(c->p->wakefd_r, c->sv[0]);
+  ASSERT_NE(c->p->wakefd_w, c->sv[0]);
+  ASSERT_EQ(poller_count(c->p), 1);
+  poller_event key;
+  ASSERT_OK(poller_get(c->p, c->sv[0], &key));
+  ASSERT_TRUE(key.data == &tag_a);
+  ASSERT_OK(poller_del(c->p, c->sv[0]));
+  ASSERT_EQ(poller_count(c->p), 0);
+  /* The wakeup channel works, and nothing else is reported. */
+  ASSERT_OK(poller_wakeup(c->p));
+  poller_event out[4];
+  ASSERT_EQ(poller_wait(c->p, out, 4, 5000), 0);
+  ASSERT_EQ(poller_wait(c->p, out, 4, 20), 0);
+  for (int i = 0; i < nfill; i++)
+    t_close(fill[i]);
+  poller_close(c->p);
+}
+
+TEST(reinit_keeps_registration_of_closed_fd) {
+  struct reinit_ctx c;
+  t_socketpair(c.sv); /* below the poller's own descriptors */
+  t_open(&c.p);
+  ASSERT_OK(poller_add(c.p, c.sv[0], POLLER_IN, &tag_a));
+  ASSERT_OK(poller_flush(c.p));
+  in_child(reinit_child, &c);
+  ASSERT_EQ(poller_count(c.p), 1);
+  ASSERT_OK(poller_del(c.p, c.sv[0]));
+  t_close(c.sv[0]);
+  t_close(c.sv[1]);
+  t_assert_clean(c.p);
+}
+
+/* ---- item 4: poller_current after a delete in the same batch ---- */
+
+/* An NVAL report whose fd a handler of the same batch deleted is not
+ * current; an NVAL report of a registration the core dropped is current
+ * until the number gets a new registration. */
+TEST(current_nval_after_delete) {
+  poller *p;
+  int sv[2], other[2];
+  t_open(&p);
+  t_socketpair(sv);
+  ASSERT_OK(poller_add(p, sv[0], POLLER_IN, &tag_a));
+  ASSERT_OK(poller_flush(p));
+  int fd = sv[0];
+  t_close(sv[0]);
+  /* A change of interest makes every backend look at the closed fd. */
+  ASSERT_OK(poller_mod(p, fd, POLLER_IN | POLLER_OUT, &tag_a));
+  poller_event ev;
+  unsigned got = t_wait_for(p, fd, POLLER_NVAL, 2000, &ev);
+  ASSERT_BITS(got, POLLER_ERR | POLLER_NVAL);
+  ASSERT_EQ(poller_current(p, &ev), 1);
+  int r = poller_del(p, fd);
+  if (r == 0) {
+    ASSERT_EQ(poller_current(p, &ev), 0);
+  } else {
+    /* Dropped by the core already: the report stays the last word. */
+    ASSERT_ERR(r, -ENOENT);
+    ASSERT_EQ(poller_current(p, &ev), 1);
+  }
+  /* A new file on the number, added and deleted: never current. */
+  t_socketpair(other);
+  if (other[0] != fd) {
+    ASSERT_EQ(dup3(other[0], fd, O_CLOEXEC), fd);
+    t_close(other[0]);
+  }
+  ASSERT_OK(poller_add(p, fd, POLLER_IN, &tag_b));
+  ASSERT_EQ(poller_current(p, &ev), 0);
+  ASSERT_OK(poller_del(p, fd));
+  ASSERT_EQ(poller_current(p, &ev), 0);
+  t_close(fd);
+  t_close(other[1]);
+  t_close(sv[1]);
+  t_assert_clean(p);
+}
+
+/* ---- item 5: the wakeup channel takes no slot and ends no wait ---- */
+
+static int temp_file(void) {
+  char path[] = "/tmp/poller-test-XXXXXX";
+  int f = mkstemp(path);
+  ASSERT_SYS(f);
+  ASSERT_SYS(unlink(path));
+  return f;
+}
+
+/* A regular file and a writable socket, max 2, timeout 0: both are
+ * reported at every wait. */
+TEST(wakeup_channel_takes_no_slot) {
+  poller *p;
+  int sv[2];
+  t_open(&p);
+  t_socketpair(sv);
+  int f = temp_file();
+  ASSERT_OK(poller_add(p, f, POLLER_IN, &tag_a));
+  ASSERT_OK(poller_add(p, sv[0], POLLER_OUT, &tag_b));
+  for (int i = 0; i < 20; i++) {
+    poller_event out[2];
+    int n = poller_wait(p, out, 2, 0);
+    ASSERT_EQ(n, 2);
+    ASSERT_NE(out[0].fd, out[1].fd);
+    for (int j = 0; j < 2; j++) {
+      if (out[j].fd == f)
+        ASSERT_EQ(out[j].events, POLLER_IN);
+      else
+        ASSERT_EQ(out[j].events, POLLER_OUT);
+    }
+  }
+  ASSERT_OK(poller_del(p, f));
+  ASSERT_OK(poller_del(p, sv[0]));
+  t_close(f);
+  t_close(sv[0]);
+  t_close(sv[1]);
+  t_assert_clean(p);
+}
+
+/* A regular file added then deleted leaves nothing behind: a wait with
+ * max 1 sleeps its whole timeout and returns 0. */
+TEST(always_ready_deleted_wait_sleeps) {
+  poller *p;
+  t_open(&p);
+  int f = temp_file();
+  ASSERT_OK(poller_add(p, f, POLLER_IN, &tag_a));
+  poller_event out[1];
+  ASSERT_EQ(poller_wait(p, out, 1, 0), 1);
+  ASSERT_EQ(out[0].fd, f);
+  ASSERT_OK(poller_flush(p));
+  ASSERT_OK(poller_del(p, f));
+  double t0 = t_now_ms();
+  ASSERT_EQ(poller_wait(p, out, 1, 200), 0);
+  ASSERT_GE(t_now_ms() - t0, 199);
+  assert_sleeps(p, 100);
+  t_close(f);
+  t_assert_clean(p);
+}
+
+static void *wake_later(void *arg) {
+  t_sleep_ms(150);
+  poller_wakeup(arg);
+  return NULL;
+}
+
+/* With -1 a wait after such a delete ends only by a real wakeup. */
+TEST(always_ready_deleted_infinite_wait) {
+  poller *p;
+  t_open(&p);
+  int f = temp_file();
+  ASSERT_OK(poller_add(p, f, POLLER_IN | POLLER_OUT, &tag_a));
+  poller_event out[1];
+  ASSERT_EQ(poller_wait(p, out, 1, 0), 1);
+  ASSERT_OK(poller_del(p, f));
+  pthread_t th;
+  ASSERT_EQ(pthread_create(&th, NULL, wake_later, p), 0);
+  double t0 = t_now_ms();
+  ASSERT_EQ(poller_wait(p, out, 1, -1), 0);
+  ASSERT_GE(t_now_ms() - t0, 140);
+  ASSERT_EQ(pthread_join(th, NULL), 0);
+  t_close(f);
+  t_assert_clean(p);
+}
+
+/* A real wakeup still ends a wait while an always-ready file keeps the
+ * channel signalled, and is not lost. */
+TEST(wakeup_with_always_ready_pending) {
+  poller *p;
+  t_open(&p);
+  int f = temp_file();
+  ASSERT_OK(poller_add(p, f, POLLER_IN | POLLER_ONESHOT, &tag_a));
+  poller_event out[4];
+  ASSERT_EQ(poller_wait(p, out, 4, 0), 1);
+  ASSERT_OK(poller_wakeup(p));
+  double t0 = t_now_ms();
+  ASSERT_EQ(poller_wait(p, out, 4, 5000), 0);
+  ASSERT_LT(t_now_ms() - t0, 4000);
+  assert_sleeps(p, 50);
+  ASSERT_OK(poller_del(p, f));
+  t_close(f);
+  t_assert_clean(p);
+}
+
+/* ---- item 6: POLLER_AUTO never picks io_uring by itself ---- */
+
+TEST(auto_never_falls_back_to_uring) {
+  if (T_BACKEND != POLLER_SELECT)
+    SKIP("backend independent: run once");
+  if (getenv("POLLER_BACKEND"))
+    SKIP("POLLER_BACKEND is set");
+  poller *p;
+  /* Every backend AUTO prefers to poll refuses: the next is poll(2). */
+  poller__fault_set(POLLER__FAULT_INIT_NATIVE, -EMFILE);
+  int r = poller_open(&p, POLLER_AUTO);
+  poller__fault_set(POLLER__FAULT_INIT_NATIVE, 0);
+  ASSERT_OK(r);
+  ASSERT_EQ(poller_backend(p), POLLER_POLL);
+  poller_close(p);
+  for (int i = 0; poller__backends[i]; i++)
+    if (poller__backends[i]->id == POLLER_URING)
+      ASSERT_FALSE(poller__auto_eligible(poller__backends[i]));
+}
+
+/* ---- item 7: emulated ET reports one hang-up once ---- */
+
+static void edge_hangup_once(int pipe_kind, int drain) {
+  poller *p;
+  int fds[2];
+  t_open(&p);
+  if (pipe_kind)
+    t_pipe(fds);
+  else
+    t_socketpair(fds);
+  ASSERT_OK(poller_add(p, fds[0], POLLER_IN | POLLER_ET, NULL));
+  t_write(fds[1], 1);
+  t_wait_for(p, fds[0], POLLER_IN, 2000, NULL);
+  if (drain)
+    ASSERT_EQ(t_drain(fds[0]), 1);
+  t_expect_none(p, fds[0], 30);
+  t_close(fds[1]);
+  /* A hang-up is a new readiness, drained or not; select shows it as
+   * IN alone (it cannot tell HUP, see poller.h). */
+  unsigned got = wait_any(p, fds[0], 2000);
+  ASSERT_BITS(got, POLLER_IN);
+  if (T_BACKEND == POLLER_SELECT)
+    ASSERT_NOBITS(got, POLLER_HUP | POLLER_RDHUP | POLLER_ERR);
+  else
+    ASSERT_BITS(got, POLLER_HUP);
+  /* Nothing changed since: no second report, and the waits sleep. */
+  t_expect_none(p, fds[0], 60);
+  assert_sleeps(p, 50);
+  ASSERT_OK(poller_del(p, fds[0]));
+  t_close(fds[0]);
+  t_assert_clean(p);
+}
+
+TEST(edge_hangup_reported_once_pipe) {
+  edge_hangup_once(1, 1);
+  edge_hangup_once(1, 0);
+}
+
+TEST(edge_hangup_reported_once_socketpair) {
+  edge_hangup_once(0, 1);
+  edge_hangup_once(0, 0);
+}
+
+/* ---- items 8-10: replaced numbers and ghosts never spin ---- */
+
+/* Moves `from` onto number `to` (closing what `to` was) and closes from. */
+static void move_fd(int from, int to) {
+  ASSERT_EQ(dup3(from, to, O_CLOEXEC), to);
+  t_close(from);
+}
+
+/* A registered number replaced behind the poller (the old file kept alive
+ * by a dup, readable) and then modified: the old file is never reported,
+ * the new one is, once per wait and within the interest, and a wait with
+ * nothing to report sleeps. */
+TEST(replaced_number_then_mod_no_spin) {
+  static const unsigned modes[] = {0, POLLER_ET, POLLER_ONESHOT};
+  for (unsigned m = 0; m < 3; m++) {
+    poller *p;
+    int sv[2], nw[2];
+    t_open(&p);
+    t_socketpair(sv);
+    t_socketpair(nw);
+    ASSERT_OK(poller_add(p, sv[0], POLLER_IN | modes[m], &tag_a));
+    ASSERT_OK(poller_flush(p));
+    int keep = dup(sv[0]);
+    ASSERT_SYS(keep);
+    move_fd(nw[0], sv[0]); /* sv[0] is now the new file */
+    t_write(sv[1], 1);     /* the old file is readable */
+    ASSERT_OK(
+        poller_mod(p, sv[0], POLLER_IN | POLLER_RDHUP | modes[m], &tag_b));
+    t_expect_none(p, sv[0], 50);
+    assert_sleeps(p, 100);
+    t_write(nw[1], 1);
+    poller_event ev;
+    unsigned got = t_wait_for(p, sv[0], POLLER_IN, 2000, &ev);
+    ASSERT_NOBITS(got, ~(POLLER_IN | POLLER_RDHUP | POLLER_ERR | POLLER_HUP));
+    ASSERT_TRUE(ev.data == &tag_b);
+    ASSERT_OK(poller_del(p, sv[0]));
+    assert_sleeps(p, 50);
+    t_close(sv[0]);
+    t_close(keep);
+    t_close(sv[1]);
+    t_close(nw[1]);
+    t_assert_clean(p);
+  }
+}
+
+/* close before del with a live dup, del, then the same file comes back
+ * on the number: add succeeds and works. */
+TEST(del_after_close_then_readd_same_file) {
+  poller *p;
+  int sv[2];
+  t_open(&p);
+  t_socketpair(sv);
+  ASSERT_OK(poller_add(p, sv[0], POLLER_IN, &tag_a));
+  ASSERT_OK(poller_flush(p));
+  int fd = sv[0];
+  int keep = dup(fd);
+  ASSERT_SYS(keep);
+  t_close(fd);
+  ASSERT_OK(poller_del(p, fd));
+  ASSERT_EQ(poller_count(p), 0);
+  ASSERT_EQ(dup3(keep, fd, O_CLOEXEC), fd);
+  ASSERT_OK(poller_add(p, fd, POLLER_IN, &tag_b));
+  ASSERT_EQ(poller_count(p), 1);
+  t_expect_none(p, fd, 30);
+  t_write(sv[1], 1);
+  poller_event ev;
+  t_wait_for(p, fd, POLLER_IN, 2000, &ev);
+  ASSERT_TRUE(ev.data == &tag_b);
+  ASSERT_EQ(t_drain(fd), 1);
+  ASSERT_OK(poller_del(p, fd));
+  t_write(sv[1], 1);
+  assert_sleeps(p, 50);
+  t_close(fd);
+  t_close(keep);
+  t_close(sv[1]);
+  t_assert_clean(p);
+}
+
+/* A ghost (closed before del, a dup alive, readable) makes the core
+ * rebuild the kernel set; a loop that nests poller_fd keeps hearing of
+ * the poller afterwards, through the same number. */
+TEST(ghost_rebuild_keeps_outer_loop) {
+#ifdef __linux__
+  poller *p;
+  t_open(&p);
+  int pfd = poller_fd(p);
+  if (pfd < 0) {
+    poller_close(p);
+    SKIP("%s has no poller_fd", T_BACKEND_NAME);
+  }
+  int outer = epoll_create1(EPOLL_CLOEXEC);
+  ASSERT_SYS(outer);
+  struct epoll_event oev = {.events = EPOLLIN};
+  ASSERT_SYS(epoll_ctl(outer, EPOLL_CTL_ADD, pfd, &oev));
+  int sv[2], live[2];
+  t_socketpair(sv);
+  t_socketpair(live);
+  ASSERT_OK(poller_add(p, sv[0], POLLER_IN, &tag_a));
+  ASSERT_OK(poller_add(p, live[0], POLLER_IN, &tag_b));
+  ASSERT_OK(poller_flush(p));
+  int keep = dup(sv[0]);
+  ASSERT_SYS(keep);
+  int fd = sv[0];
+  t_close(fd);
+  ASSERT_OK(poller_del(p, fd));
+  t_write(sv[1], 1); /* the ghost is readable */
+  assert_sleeps(p, 50);
+  ASSERT_EQ(poller_fd(p), pfd);
+  /* Nothing pending: the outer loop sleeps... */
+  struct epoll_event got;
+  ASSERT_EQ(epoll_wait(outer, &got, 1, 30), 0);
+  /* ...and wakes for the live registration. */
+  t_write(live[1], 1);
+  ASSERT_EQ(epoll_wait(outer, &got, 1, 5000), 1);
+  t_wait_for(p, live[0], POLLER_IN, 2000, NULL);
+  ASSERT_OK(poller_del(p, live[0]));
+  t_close(outer);
+  t_close(keep);
+  t_close(sv[1]);
+  t_close(live[0]);
+  t_close(live[1]);
+  t_assert_clean(p);
+#else
+  SKIP("needs epoll for the outer loop");
+#endif
+}
+
+/* The same with the process out of descriptors: the wait still sleeps. */
+TEST(ghost_out_of_fds_no_spin) {
+  poller *p;
+  t_open(&p);
+  int sv[2];
+  t_socketpair(sv);
+  ASSERT_OK(poller_add(p, sv[0], POLLER_IN, &tag_a));
+  ASSERT_OK(poller_flush(p));
+  int keep = dup(sv[0]);
+  ASSERT_SYS(keep);
+  int fd = sv[0];
+  t_close(fd);
+  ASSERT_OK(poller_del(p, fd));
+  t_write(sv[1], 1);
+  struct rlimit old, low;
+  ASSERT_SYS(getrlimit(RLIMIT_NOFILE, &old));
+  low = old;
+  low.rlim_cur = (rlim_t)keep + 16;
+  ASSERT_SYS(setrlimit(RLIMIT_NOFILE, &low));
+  int fill[64], nfill = 0;
+  for (;;) {
+    int f = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (f < 0) {
+      ASSERT_EQ(errno, EMFILE);
+      break;
+    }
+    ASSERT_LT(nfill, 64);
+    fill[nfill++] = f;
+  }
+  assert_sleeps(p, 200);
+  assert_sleeps(p, 50);
+  for (int i = 0; i < nfill; i++)
+    t_close(fill[i]);
+  ASSERT_SYS(setrlimit(RLIMIT_NOFILE, &old));
+  t_close(keep);
+  t_close(sv[1]);
+  t_assert_clean(p);
+}
