@@ -84,7 +84,10 @@ static void on_interrupt(poller_signal *s, int signum, unsigned count,
 static void on_child(poller_child *c, pid_t pid, int status, void *arg) {
   struct watch_state *st = arg;
   (void)c;
-  if (WIFEXITED(status))
+  if (status < 0) /* -ECHILD: reaped elsewhere, the status is lost */
+    printf("child:  %d ended, status unknown (%s)\n", (int)pid,
+           poller_strerror(status));
+  else if (WIFEXITED(status))
     printf("child:  %d exited with status %d\n", (int)pid, WEXITSTATUS(status));
   else
     printf("child:  %d ended (wait status %#x)\n", (int)pid, status);

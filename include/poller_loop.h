@@ -209,9 +209,19 @@ int poller_signal_start(poller_loop *loop, poller_signal *sig, int signum,
                         poller_signal_cb cb, void *arg);
 int poller_signal_stop(poller_signal *sig);
 
-/* Child processes: the callback gets the pid and its waitpid status once,
- * when it exits, and the watcher stops.  pidfd (Linux 5.3+) where the
- * kernel has it, SIGCHLD and waitpid(pid, WNOHANG) elsewhere. */
+/* Child processes: the callback gets the pid and its status once, when it
+ * exits, and the watcher stops.  status >= 0 is the waitpid status (use
+ * WIFEXITED, WEXITSTATUS, WIFSIGNALED...); a negative status is -errno and
+ * must be checked before the W* macros: -ECHILD when the child was reaped
+ * by someone else (another waitpid, SIGCHLD set to SIG_IGN) and its status
+ * is lost, or another error that ended the watch.  pidfd (Linux 5.3+)
+ * where the kernel has it, SIGCHLD and waitpid(pid, WNOHANG) elsewhere.
+ * poller_child_start returns 0; -EFAULT; -EINVAL for pid <= 0; -EBUSY when
+ * already started; -ECHILD when pid is not a child of this process (or was
+ * already reaped): asyncio reports such a pid as exit code 255 with a
+ * warning, here the call says so at once; -ESRCH; or the error of watching
+ * it (-EMFILE...).  A child that already exited is reported from inside
+ * poller_child_start when pidfd is not available. */
 struct poller_child { /* private */
   poller_loop *loop;
   poller_child_cb cb;

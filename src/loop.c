@@ -582,7 +582,7 @@ static void on_pidfd(poller_loop *l, int fd, unsigned events, void *arg) {
   if (r == c->pid) {
     child_done(l, c, status);
   } else if (r < 0 && errno == ECHILD) {
-    child_done(l, c, -1); /* reaped elsewhere: status unknown */
+    child_done(l, c, -ECHILD); /* reaped elsewhere: status lost */
   } else if (events & POLLER_NVAL) {
     /* The loop dropped the pidfd's registration: watch it again, or end
      * the watch with the error rather than never reporting the exit. */
@@ -604,7 +604,8 @@ static void on_sigchld(poller_signal *s, int signum, unsigned count,
       int status = 0;
       pid_t r = waitpid(c->pid, &status, WNOHANG);
       if (r == c->pid || (r < 0 && errno == ECHILD)) {
-        child_done(l, c, r == c->pid ? status : -1);
+        /* ECHILD: reaped elsewhere, the status is lost. */
+        child_done(l, c, r == c->pid ? status : -ECHILD);
         next = l->children; /* the list changed: start again */
       }
     }
@@ -632,6 +633,14 @@ int poller_child_start(poller_loop *l, poller_child *c, pid_t pid,
   IS_LISTED(listed, poller_child, l->children, c);
   if (listed)
     return -EBUSY;
+  /* Only a child of this process has a status to report: for any other
+   * pid, SIGCHLD never comes and waitpid fails, so the watch could never
+   * complete (without pidfd) or only with nothing to say (with it).
+   * WNOWAIT leaves a zombie for the watch to reap. */
+  siginfo_t si;
+  memset(&si, 0, sizeof si);
+  if (waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT) < 0)
+    return errno == ECHILD ? -ECHILD : -errno;
   *c = (poller_child){l, cb, arg, pid, -1, 0, NULL};
   int fd = open_pidfd(pid);
   if (fd >= 0) {

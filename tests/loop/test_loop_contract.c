@@ -378,3 +378,70 @@ TEST(io_dropped_registration_stops_watcher) {
   t_close(sv[1]);
   close_loop(l);
 }
+
+/* ---- child watchers: statuses that are not a child's exit ---- */
+
+#include <signal.h>
+#include <sys/wait.h>
+
+struct childrec {
+  int calls;
+  pid_t pid;
+  int status;
+};
+
+static void on_child_rec(poller_child *c, pid_t pid, int status, void *arg) {
+  struct childrec *r = arg;
+  (void)c;
+  r->calls++;
+  r->pid = pid;
+  r->status = status;
+}
+
+/* A pid that is not a child of this process (our parent, init) cannot be
+ * waited for: poller_child_start says -ECHILD at once instead of a watch
+ * that never completes (without pidfd) or completes with a made-up
+ * status. */
+TEST(child_not_ours_refused) {
+  poller_loop *l = open_loop();
+  poller_child c;
+  struct childrec r = {0, 0, 0};
+  ASSERT_ERR(poller_child_start(l, &c, getppid(), on_child_rec, &r), -ECHILD);
+  ASSERT_ERR(poller_child_start(l, &c, 1, on_child_rec, &r), -ECHILD);
+  ASSERT_EQ(poller_loop_alive(l), 0);
+  ASSERT_EQ(r.calls, 0);
+  close_loop(l);
+}
+
+/* A child reaped by someone else (here a plain waitpid) while watched:
+ * the callback runs once with status -ECHILD, which no W* macro can take
+ * for an exit (-1 used to read as "killed by signal 127"). */
+TEST(child_reaped_elsewhere_status) {
+  poller_loop *l = open_loop();
+  int go[2];
+  ASSERT_SYS(pipe2(go, O_CLOEXEC));
+  pid_t pid = fork();
+  ASSERT_SYS(pid);
+  if (pid == 0) {
+    char ch;
+    close(go[1]);
+    (void)!read(go[0], &ch, 1); /* exits when the parent says so */
+    _exit(3);
+  }
+  close(go[0]);
+  poller_child c;
+  struct childrec r = {0, 0, 0};
+  ASSERT_OK(poller_child_start(l, &c, pid, on_child_rec, &r));
+  close(go[1]); /* the child exits */
+  int status;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid); /* reaped behind the loop */
+  ASSERT_TRUE(WIFEXITED(status));
+  double end = t_now_ms() + 10000;
+  while (r.calls == 0 && t_now_ms() < end)
+    ASSERT_GE(poller_loop_run(l, 100, 1), 0);
+  ASSERT_EQ(r.calls, 1);
+  ASSERT_EQ(r.pid, pid);
+  ASSERT_ERR(r.status, -ECHILD);
+  ASSERT_EQ(poller_loop_alive(l), 0);
+  close_loop(l);
+}
