@@ -23,21 +23,46 @@
 #include "poller.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdint.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #define MAX_EVENTS_DEFAULT 1024
+
+/* The C library's version, which the package reports as its own. */
+#define POLLER_STR2(x) #x
+#define POLLER_STR(x) POLLER_STR2(x)
+#define POLLER_VERSION_STRING                                                  \
+  POLLER_STR(POLLER_VERSION_MAJOR)                                             \
+  "." POLLER_STR(POLLER_VERSION_MINOR) "." POLLER_STR(POLLER_VERSION_PATCH)
 
 typedef struct {
   PyObject_HEAD poller *p;
   poller_event *events;
   int nevents;
   /* Set while a poll (the wait and the building of its result) runs;
-   * owner is that thread.  The same thread may come back in only from a
-   * signal handler or a finalizer, when no wait is in progress. */
+   * owner is that thread, in process running_pid.  The same thread may come
+   * back in only from a signal handler or a finalizer, when no wait is in
+   * progress.  A fork taken while another thread polls leaves running set
+   * in the child, where that thread does not exist: the pid tells. */
   int running;
   unsigned long owner;
+  pid_t running_pid;
+  /* Clamp timeouts above INT32_MAX ms instead of raising OverflowError (the
+   * select backend, as select.select accepts them). */
+  int clamp;
+  /* The references the registrations hold.  libpoller's data pointers are
+   * borrowed from these dicts: tops maps fd -> the data of the registration
+   * in force, below maps fd -> [data of the entries under it], bottom
+   * first (only for stacks deeper than one).  libpoller may drop a
+   * registration on its own (a change the kernel refused, at a wait or a
+   * flush) and forgets its data then; the dicts still own it, so nothing
+   * leaks, and they are brought in line after every wait and flush. */
+  PyObject *tops;
+  PyObject *below;
 } PollerObject;
 
 static PyObject *raise_errno(int err) {
@@ -53,12 +78,23 @@ static int check_open(PollerObject *self) {
   return 0;
 }
 
+/* Whether a poll is in progress in this process.  In a child forked while
+ * another thread polled, the flag is stale: it is cleared, so the child can
+ * reinit(), poll() or close() the poller. */
+static int is_running(PollerObject *self) {
+  if (self->running && self->running_pid != getpid())
+    self->running = 0;
+  return self->running;
+}
+
 /* Registrations may be read or changed unless another thread is inside
- * poll(): libpoller's table belongs to the waiting thread then. */
+ * poll(): libpoller's table belongs to the waiting thread then.  Callers
+ * check after obtaining the fd, since fileno() is Python code that may let
+ * another thread start a poll (or close this poller). */
 static int check_mutable(PollerObject *self) {
   if (check_open(self) < 0)
     return -1;
-  if (self->running && self->owner != PyThread_get_thread_ident()) {
+  if (is_running(self) && self->owner != PyThread_get_thread_ident()) {
     PyErr_SetString(PyExc_RuntimeError,
                     "registrations changed during a concurrent poll()");
     return -1;
@@ -66,74 +102,37 @@ static int check_mutable(PollerObject *self) {
   return 0;
 }
 
-/* Closes p (already detached from its object) and drops the references
- * its registrations hold.  The references are dropped after poller_close,
- * because a finalizer may run arbitrary code, including this object's
- * methods.  Entries below the top of a stack are reachable only by popping
- * them (no system call: the top stays registered). */
-static void release_all(poller *p) {
-  size_t cap = poller_count(p) + 16, n = 0;
-  PyObject **refs = PyMem_Malloc(cap * sizeof *refs);
-  poller_event key;
-  int fd = -1;
-  while (poller_next(p, fd, &key) == 0) {
-    fd = key.fd;
-    for (;;) {
-      if (n == cap) {
-        PyObject **r = refs ? PyMem_Realloc(refs, 2 * cap * sizeof *r) : NULL;
-        if (r) {
-          refs = r;
-          cap *= 2;
-        }
-      }
-      if (refs && n < cap)
-        refs[n++] = (PyObject *)key.data;
-      else
-        Py_XDECREF((PyObject *)key.data); /* out of memory: drop it now */
-      if (poller_depth(p, fd) <= 1 || poller_pop(p, fd) < 0 ||
-          poller_get(p, fd, &key) < 0)
-        break;
-    }
-  }
+/* Closes the poller and drops the references its registrations held.  The
+ * object is detached first and the dicts are released last, because a
+ * finalizer may run arbitrary code, this object's methods included. */
+static void close_poller(PollerObject *self) {
+  poller *p = self->p;
+  self->p = NULL;
   poller_close(p);
-  for (size_t i = 0; i < n; i++)
-    Py_XDECREF(refs[i]);
-  PyMem_Free(refs);
+  PyObject *tops = self->tops, *below = self->below;
+  self->tops = self->below = NULL;
+  Py_XDECREF(tops);
+  Py_XDECREF(below);
 }
 
 static int Poller_traverse(PollerObject *self, visitproc visit, void *arg) {
-  /* Another thread may be inside poller_wait, which updates the table: the
-   * references are not visited then (the waiting thread holds this object
-   * anyway, so it cannot be collected).  Entries below the top of a stack
-   * are not visible without popping; not visiting them only means a cycle
-   * through them is not collected. */
-  if (!self->p || self->running)
-    return 0;
-  poller_event key;
-  int fd = -1;
-  while (poller_next(self->p, fd, &key) == 0) {
-    fd = key.fd;
-    Py_VISIT((PyObject *)key.data);
-  }
+  /* The references live in the dicts, which only code holding the GIL
+   * touches, so they are visited even while another thread waits. */
+  Py_VISIT(self->tops);
+  Py_VISIT(self->below);
   return 0;
 }
 
 static int Poller_clear(PollerObject *self) {
-  if (self->p && !self->running) {
-    poller *p = self->p;
-    self->p = NULL;
-    release_all(p);
-  }
+  if (self->p && !is_running(self))
+    close_poller(self);
   return 0;
 }
 
 static void Poller_dealloc(PollerObject *self) {
   PyObject_GC_UnTrack(self);
-  if (self->p) {
-    poller *p = self->p;
-    self->p = NULL;
-    release_all(p);
-  }
+  if (self->p || self->tops || self->below)
+    close_poller(self);
   PyMem_Free(self->events);
   Py_TYPE(self)->tp_free((PyObject *)self);
 }
@@ -171,18 +170,24 @@ static int Poller_init(PollerObject *self, PyObject *args, PyObject *kw) {
   }
   if (sizehint < 1)
     sizehint = MAX_EVENTS_DEFAULT;
-  if (self->p) {
+  if (self->p || self->tops) {
     PyErr_SetString(PyExc_RuntimeError, "already initialised");
     return -1;
   }
   poller_event *ev = PyMem_Malloc((size_t)sizehint * sizeof *ev);
-  if (!ev) {
+  PyObject *tops = PyDict_New(), *below = PyDict_New();
+  if (!ev || !tops || !below) {
+    PyMem_Free(ev);
+    Py_XDECREF(tops);
+    Py_XDECREF(below);
     PyErr_NoMemory();
     return -1;
   }
   int r = poller_open(&self->p, (enum poller_backend)b);
   if (r < 0) {
     PyMem_Free(ev);
+    Py_DECREF(tops);
+    Py_DECREF(below);
     self->p = NULL;
     raise_errno(r);
     return -1;
@@ -191,6 +196,9 @@ static int Poller_init(PollerObject *self, PyObject *args, PyObject *kw) {
   PyMem_Free(self->events);
   self->events = ev;
   self->nevents = sizehint;
+  self->tops = tops;
+  self->below = below;
+  self->clamp = poller_backend(self->p) == POLLER_SELECT;
   return 0;
 }
 
@@ -231,6 +239,77 @@ static PyObject *raise_for(int r) {
   return raise_errno(r);
 }
 
+/* The fd's entry in `dict`, or NULL (no exception) when it has none. */
+static PyObject *fd_item(PyObject *dict, int fd) {
+  PyObject *k = PyLong_FromLong(fd);
+  if (!k) {
+    PyErr_Clear();
+    return NULL;
+  }
+  PyObject *v = PyDict_GetItemWithError(dict, k);
+  Py_DECREF(k);
+  if (!v)
+    PyErr_Clear();
+  return v;
+}
+
+/* Sets dict[fd] = v (v NULL: deletes it, absent or not).  Returns 0 or -1
+ * with an exception set.  Replacing or deleting may run a finalizer, so
+ * callers make libpoller's state final first. */
+static int fd_store(PyObject *dict, int fd, PyObject *v) {
+  PyObject *k = PyLong_FromLong(fd);
+  if (!k)
+    return -1;
+  int r;
+  if (v) {
+    r = PyDict_SetItem(dict, k, v);
+  } else {
+    r = PyDict_DelItem(dict, k);
+    if (r < 0 && PyErr_ExceptionMatches(PyExc_KeyError)) {
+      PyErr_Clear();
+      r = 0;
+    }
+  }
+  Py_DECREF(k);
+  return r;
+}
+
+/* Forgets the references of fd (the whole stack).  Returns 0 or -1. */
+static int forget_fd(PollerObject *self, int fd) {
+  if (!self->tops)
+    return 0;
+  /* Take both out before dropping either: a finalizer may re-register. */
+  PyObject *top = fd_item(self->tops, fd), *lst = fd_item(self->below, fd);
+  Py_XINCREF(top);
+  Py_XINCREF(lst);
+  int r = 0;
+  if ((top && fd_store(self->tops, fd, NULL) < 0) ||
+      (lst && fd_store(self->below, fd, NULL) < 0))
+    r = -1;
+  Py_XDECREF(top);
+  Py_XDECREF(lst);
+  return r;
+}
+
+/* Brings the dicts in line with libpoller after it may have dropped
+ * registrations on its own (poller_flush): every fd it no longer has is
+ * forgotten. */
+static int sync_dropped(PollerObject *self) {
+  if (!self->p || !self->tops)
+    return 0;
+  PyObject *keys = PyDict_Keys(self->tops);
+  if (!keys)
+    return -1;
+  int r = 0;
+  for (Py_ssize_t i = 0; r == 0 && i < PyList_GET_SIZE(keys); i++) {
+    int fd = (int)PyLong_AsLong(PyList_GET_ITEM(keys, i));
+    if (self->p && poller_depth(self->p, fd) == 0)
+      r = forget_fd(self, fd);
+  }
+  Py_DECREF(keys);
+  return r;
+}
+
 /* register(fd, events, data=None) and push(...): data defaults to the fd
  * number.  `push` selects poller_push (the registration stack) over
  * poller_add. */
@@ -239,22 +318,61 @@ static PyObject *add_or_push(PollerObject *self, PyObject *args, int push) {
   unsigned mask;
   if (!PyArg_ParseTuple(args, "OO|O", &fdobj, &maskobj, &data))
     return NULL;
-  if (check_mutable(self) < 0)
-    return NULL;
   int fd = get_fd(fdobj);
-  if (fd < 0 || get_mask(maskobj, &mask) < 0)
+  if (fd < 0 || check_mutable(self) < 0 || get_mask(maskobj, &mask) < 0)
     return NULL;
   PyObject *d = data ? data : PyLong_FromLong(fd);
   if (!d)
     return NULL;
   if (data)
     Py_INCREF(d);
+  int depth = poller_depth(self->p, fd);
+  /* Make room in the dicts first, so recording the reference cannot fail
+   * once libpoller holds the pointer. */
+  PyObject *lst = NULL;
+  if (push && depth > 0) {
+    lst = fd_item(self->below, fd);
+    if (lst) {
+      Py_INCREF(lst);
+    } else if (!(lst = PyList_New(0)) || fd_store(self->below, fd, lst) < 0) {
+      Py_XDECREF(lst);
+      Py_DECREF(d);
+      return NULL;
+    }
+    PyObject *top = fd_item(self->tops, fd);
+    if (!top || PyList_Append(lst, top) < 0) {
+      if (!top)
+        PyErr_SetString(PyExc_SystemError, "poller: registration lost");
+      Py_DECREF(lst);
+      Py_DECREF(d);
+      return NULL;
+    }
+  }
   int r = push ? poller_push(self->p, fd, mask, d)
                : poller_add(self->p, fd, mask, d);
   if (r < 0) {
+    if (lst) /* undo the append */
+      (void)PyList_SetSlice(lst, PyList_GET_SIZE(lst) - 1, PyList_GET_SIZE(lst),
+                            NULL);
+    Py_XDECREF(lst);
     Py_DECREF(d);
     return raise_for(r);
   }
+  Py_XDECREF(lst);
+  /* A new registration: any references left from one libpoller dropped
+   * on its own belong to the past. */
+  if (depth == 0 && fd_store(self->below, fd, NULL) < 0)
+    PyErr_Clear();
+  if (fd_store(self->tops, fd, d) < 0) {
+    /* Out of memory: the registration cannot be owned, so undo it. */
+    if (push && depth > 0)
+      poller_pop(self->p, fd);
+    else
+      poller_del(self->p, fd);
+    Py_DECREF(d);
+    return NULL;
+  }
+  Py_DECREF(d);
   Py_RETURN_NONE;
 }
 
@@ -266,77 +384,91 @@ static PyObject *Poller_push(PollerObject *self, PyObject *args) {
   return add_or_push(self, args, 1);
 }
 
-/* modify(fd, events, data=<unchanged>): the top of fd's stack. */
+/* modify(fd, events, data=<unchanged>): the top of fd's stack.  A change of
+ * interest on an fd closed since it was registered raises OSError(EBADF),
+ * as select.epoll.modify does (libpoller applies changes lazily, so it
+ * would only find out at the next wait). */
 static PyObject *Poller_modify(PollerObject *self, PyObject *args) {
   PyObject *fdobj, *maskobj, *data = NULL;
   unsigned mask;
   if (!PyArg_ParseTuple(args, "OO|O", &fdobj, &maskobj, &data))
     return NULL;
-  if (check_mutable(self) < 0)
-    return NULL;
   int fd = get_fd(fdobj);
-  if (fd < 0 || get_mask(maskobj, &mask) < 0)
+  if (fd < 0 || check_mutable(self) < 0 || get_mask(maskobj, &mask) < 0)
     return NULL;
   poller_event key;
   int r = poller_get(self->p, fd, &key);
   if (r < 0)
     return raise_errno(r);
+  if (mask != key.events && fcntl(fd, F_GETFD) < 0 && errno == EBADF)
+    return raise_errno(-EBADF);
   PyObject *d = data ? data : (PyObject *)key.data;
-  Py_XINCREF(d);
+  Py_INCREF(d);
   r = poller_mod(self->p, fd, mask, d);
   if (r < 0) {
-    Py_XDECREF(d);
+    Py_DECREF(d);
     return raise_for(r);
   }
-  Py_XDECREF((PyObject *)key.data);
+  r = fd_store(self->tops, fd, d);
+  Py_DECREF(d);
+  if (r < 0) {
+    /* Out of memory: put the old data back, which tops still owns. */
+    poller_mod(self->p, fd, mask, key.data);
+    return NULL;
+  }
   Py_RETURN_NONE;
 }
 
-/* unregister(fd): removes the whole registration stack. */
+/* unregister(fd): removes the whole registration stack.  An fd whose
+ * registration libpoller dropped on its own (reported as NVAL) is
+ * unregistered without error while its references are still held. */
 static PyObject *Poller_unregister(PollerObject *self, PyObject *fdobj) {
-  if (check_mutable(self) < 0)
-    return NULL;
   int fd = get_fd(fdobj);
-  if (fd < 0)
+  if (fd < 0 || check_mutable(self) < 0)
     return NULL;
-  poller_event key;
-  int r = poller_get(self->p, fd, &key);
-  if (r < 0)
+  int r = poller_del(self->p, fd);
+  if (r < 0 && !(r == -ENOENT && fd_item(self->tops, fd)))
     return raise_errno(r);
-  /* Pop entry by entry, so each one's reference is dropped once the table
-   * no longer holds it. */
-  while (r == 0) {
-    if (poller_pop(self->p, fd) < 0)
-      break;
-    Py_XDECREF((PyObject *)key.data);
-    r = poller_get(self->p, fd, &key);
-  }
+  if (forget_fd(self, fd) < 0)
+    return NULL;
   Py_RETURN_NONE;
 }
 
 /* pop(fd) -> depth left: pops fd's registration stack. */
 static PyObject *Poller_pop(PollerObject *self, PyObject *fdobj) {
-  if (check_mutable(self) < 0)
-    return NULL;
   int fd = get_fd(fdobj);
-  if (fd < 0)
+  if (fd < 0 || check_mutable(self) < 0)
     return NULL;
-  poller_event key;
-  int r = poller_get(self->p, fd, &key);
+  int r = poller_pop(self->p, fd);
   if (r < 0)
     return raise_errno(r);
-  r = poller_pop(self->p, fd);
-  if (r < 0)
-    return raise_errno(r);
-  Py_XDECREF((PyObject *)key.data);
+  int depth = poller_depth(self->p, fd);
+  if (depth == 0) {
+    if (forget_fd(self, fd) < 0)
+      return NULL;
+  } else {
+    PyObject *lst = fd_item(self->below, fd);
+    Py_ssize_t n = lst ? PyList_GET_SIZE(lst) : 0;
+    if (n > 0) {
+      PyObject *top = PyList_GET_ITEM(lst, n - 1);
+      Py_INCREF(top);
+      Py_INCREF(lst);
+      int e = fd_store(self->tops, fd, top);
+      if (e == 0)
+        e = n == 1 ? fd_store(self->below, fd, NULL)
+                   : PyList_SetSlice(lst, n - 1, n, NULL);
+      Py_DECREF(lst);
+      Py_DECREF(top);
+      if (e < 0)
+        return NULL;
+    }
+  }
   return PyLong_FromLong(poller_depth(self->p, fd));
 }
 
 static PyObject *Poller_get(PollerObject *self, PyObject *fdobj) {
-  if (check_mutable(self) < 0) /* the table is the waiting thread's */
-    return NULL;
   int fd = get_fd(fdobj);
-  if (fd < 0)
+  if (fd < 0 || check_mutable(self) < 0) /* the table is the waiter's */
     return NULL;
   poller_event key;
   int r = poller_get(self->p, fd, &key);
@@ -347,10 +479,8 @@ static PyObject *Poller_get(PollerObject *self, PyObject *fdobj) {
 }
 
 static PyObject *Poller_depth(PollerObject *self, PyObject *fdobj) {
-  if (check_mutable(self) < 0)
-    return NULL;
   int fd = get_fd(fdobj);
-  if (fd < 0)
+  if (fd < 0 || check_mutable(self) < 0)
     return NULL;
   return PyLong_FromLong(poller_depth(self->p, fd));
 }
@@ -372,7 +502,7 @@ static int ms_of(double s) {
 
 /* timeout in seconds: None or negative blocks (as select.epoll.poll),
  * 0 does not block.  Sets *ms and the absolute *deadline. */
-static int timeout_of(PyObject *obj, double *deadline, int *ms) {
+static int timeout_of(PyObject *obj, double *deadline, int *ms, int clamp) {
   *deadline = -1;
   *ms = -1;
   if (obj == Py_None)
@@ -393,7 +523,11 @@ static int timeout_of(PyObject *obj, double *deadline, int *ms) {
   }
   if (t < 0)
     return 0;
-  if (t > (double)INT32_MAX / 1e3) {
+  /* select.epoll and select.poll refuse more than INT32_MAX ms (24.8
+   * days); select.select takes anything up to the range of CPython's
+   * _PyTime_t (int64 ns, about 292 years), so the select backend clamps
+   * there: such a wait may end with nothing after 24.8 days. */
+  if (t > (clamp ? (double)INT64_MAX / 1e9 : (double)INT32_MAX / 1e3)) {
     PyErr_SetString(PyExc_OverflowError, "timeout is too large");
     return -1;
   }
@@ -406,9 +540,10 @@ static int timeout_of(PyObject *obj, double *deadline, int *ms) {
  * (grown outside the wait).  Sets self->running on success. */
 static int wait_begin(PollerObject *self, PyObject *timeout, int *maxevents,
                       int *ms, double *deadline) {
-  if (check_open(self) < 0 || timeout_of(timeout, deadline, ms) < 0)
+  if (check_open(self) < 0 ||
+      timeout_of(timeout, deadline, ms, self->clamp) < 0)
     return -1;
-  if (self->running) {
+  if (is_running(self)) {
     PyErr_SetString(PyExc_RuntimeError, "concurrent poll() invocation");
     return -1;
   }
@@ -428,23 +563,29 @@ static int wait_begin(PollerObject *self, PyObject *timeout, int *maxevents,
   }
   self->running = 1;
   self->owner = PyThread_get_thread_ident();
+  self->running_pid = getpid();
   return 0;
 }
 
 /* A report of a registration that poller dropped (the kernel refused a
- * deferred change) hands over the reference its data held: the table no
- * longer has it.  poll's and select's POLLER_NVAL for a closed fd keeps the
+ * deferred change): the table no longer has it, the dicts still hold its
+ * data.  poll's and select's POLLER_NVAL for a closed fd keeps the
  * registration (same generation) and is not one of these.  Such reports
  * are marked right after the wait, before any Python code (a finalizer
- * run by an allocation) can change the table, and released by wait_end. */
+ * run by an allocation) can change the table, and each takes a reference
+ * to its data then, so a finalizer that unregisters the fd while the
+ * result is built cannot free it; wait_end releases them and forgets the
+ * fds libpoller no longer has. */
 #define REPORT_DROPPED 0x80000000u
 
 static void mark_dropped(PollerObject *self, int n) {
   for (int i = 0; i < n; i++) {
     poller_event *ev = &self->events[i], key;
     if ((ev->events & POLLER_NVAL) && ev->data &&
-        (poller_get(self->p, ev->fd, &key) < 0 || key.gen != ev->gen))
+        (poller_get(self->p, ev->fd, &key) < 0 || key.gen != ev->gen)) {
       ev->events |= REPORT_DROPPED;
+      Py_INCREF((PyObject *)ev->data);
+    }
   }
 }
 
@@ -454,9 +595,14 @@ static void mark_dropped(PollerObject *self, int n) {
 static void wait_end(PollerObject *self, int n) {
   for (int i = 0; i < n; i++)
     if (self->events[i].events & REPORT_DROPPED) {
-      PyObject *d = (PyObject *)self->events[i].data;
-      self->events[i].data = NULL;
-      self->events[i].events &= ~REPORT_DROPPED;
+      poller_event *ev = &self->events[i];
+      PyObject *d = (PyObject *)ev->data;
+      ev->data = NULL;
+      ev->events &= ~REPORT_DROPPED;
+      /* Unless a finalizer registered the fd again meanwhile. */
+      if (self->p && poller_depth(self->p, ev->fd) == 0 &&
+          forget_fd(self, ev->fd) < 0)
+        PyErr_WriteUnraisable((PyObject *)self);
       Py_XDECREF(d);
     }
   self->running = 0;
@@ -584,12 +730,16 @@ static PyObject *select_keys(PollerObject *self, PyObject *timeout,
     }
     if (!ready || !data)
       continue;
+    /* The reference first: the allocation below may run the garbage
+     * collector, whose finalizers may unregister the fd and release the
+     * table's reference to data. */
+    Py_INCREF(data);
     PyObject *t = PyTuple_New(2);
     if (!t) {
+      Py_DECREF(data);
       Py_CLEAR(list);
       break;
     }
-    Py_INCREF(data);
     PyTuple_SET_ITEM(t, 0, data);
     PyTuple_SET_ITEM(t, 1, PyLong_FromUnsignedLong(ready));
     PyList_SET_ITEM(list, k++, t);
@@ -627,12 +777,16 @@ static PyObject *Poller_fileno(PollerObject *self, PyObject *noargs) {
   return PyLong_FromLong(poller_fd(self->p));
 }
 
-/* flush(): applies the queued interest changes now (poller_flush). */
+/* flush(): applies the queued interest changes now (poller_flush).  A
+ * registration whose change the kernel refuses is dropped (its references
+ * released) and the first such error raised. */
 static PyObject *Poller_flush(PollerObject *self, PyObject *noargs) {
   (void)noargs;
   if (check_mutable(self) < 0)
     return NULL;
   int r = poller_flush(self->p);
+  if (sync_dropped(self) < 0)
+    return NULL;
   if (r < 0)
     return raise_errno(r);
   Py_RETURN_NONE;
@@ -645,6 +799,8 @@ static PyObject *Poller_reinit(PollerObject *self, PyObject *noargs) {
   if (check_mutable(self) < 0)
     return NULL;
   int r = poller_reinit(self->p);
+  if (sync_dropped(self) < 0)
+    return NULL;
   if (r < 0)
     return raise_errno(r);
   Py_RETURN_NONE;
@@ -652,15 +808,12 @@ static PyObject *Poller_reinit(PollerObject *self, PyObject *noargs) {
 
 static PyObject *Poller_close(PollerObject *self, PyObject *noargs) {
   (void)noargs;
-  if (self->running) {
+  if (is_running(self)) {
     PyErr_SetString(PyExc_RuntimeError, "close() during poll()");
     return NULL;
   }
-  if (self->p) {
-    poller *p = self->p;
-    self->p = NULL;
-    release_all(p);
-  }
+  if (self->p)
+    close_poller(self);
   Py_RETURN_NONE;
 }
 
@@ -889,7 +1042,8 @@ PyMODINIT_FUNC PyInit__poller(void) {
     Py_DECREF(m);
     return NULL;
   }
-  if (PyModule_AddIntConstant(m, "IN", POLLER_IN) < 0 ||
+  if (PyModule_AddStringConstant(m, "__version__", POLLER_VERSION_STRING) < 0 ||
+      PyModule_AddIntConstant(m, "IN", POLLER_IN) < 0 ||
       PyModule_AddIntConstant(m, "OUT", POLLER_OUT) < 0 ||
       PyModule_AddIntConstant(m, "PRI", POLLER_PRI) < 0 ||
       PyModule_AddIntConstant(m, "ERR", POLLER_ERR) < 0 ||
