@@ -238,8 +238,11 @@ int poller_child_stop(poller_child *child);
 /* File changes: the callback gets POLLER_FS_* bits for the watched path.
  * inotify on Linux: WRITE (IN_MODIFY), EXTEND (a write that grew the
  * file), ATTRIB, LINK (the link count changed), RENAME (IN_MOVE_SELF),
- * DELETE (IN_DELETE_SELF, or the last link removed); REVOKE is never
- * reported there.  Returns 0; -EFAULT; -EINVAL (no bits); -ENOSYS where
+ * DELETE (the last link removed, even while the file is still open
+ * somewhere; reported once); REVOKE is never reported there.  Each watch
+ * holds one O_PATH descriptor of the file (close-on-exec) until the file
+ * is deleted or the watch stops, to read the link count of the file
+ * itself rather than of whatever the path names now.  Returns 0; -EFAULT; -EINVAL (no bits); -ENOSYS where
  * the platform has no file watching; or the kernel's error (-ENOENT). */
 struct poller_fswatch { /* private */
   poller_loop *loop;
@@ -247,6 +250,7 @@ struct poller_fswatch { /* private */
   void *arg;
   unsigned events;
   int wd;
+  int pathfd; /* O_PATH descriptor of the watched file (Linux), or -1 */
   long long size;
   unsigned long nlink;
   char *path;

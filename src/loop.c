@@ -21,6 +21,7 @@
 #include "poller_loop.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
 #include <sched.h>
@@ -705,9 +706,12 @@ int poller_child_stop(poller_child *c) {
 #define FS_MASK                                                                \
   (IN_MODIFY | IN_ATTRIB | IN_DELETE_SELF | IN_MOVE_SELF | IN_MASK_ADD)
 
+/* The file's size and link count, from the watch's own descriptor of it:
+ * the path may name another file by now (renamed, replaced), or nothing
+ * (unlinked while open). */
 static void fs_stat(poller_fswatch *w) {
   struct stat st;
-  if (stat(w->path, &st) == 0) {
+  if (w->pathfd >= 0 ? fstat(w->pathfd, &st) == 0 : stat(w->path, &st) == 0) {
     w->size = (long long)st.st_size;
     w->nlink = (unsigned long)st.st_nlink;
   }
@@ -758,8 +762,20 @@ static void on_inotify(poller_loop *l, int fd, unsigned events, void *arg) {
           bits |= w->nlink != old_nlink ? POLLER_FS_LINK : POLLER_FS_ATTRIB;
         if (ev->mask & IN_MOVE_SELF)
           bits |= POLLER_FS_RENAME;
-        if (ev->mask & IN_DELETE_SELF)
+        /* The last link removed: inotify says only IN_ATTRIB while the
+         * file is open somewhere (IN_DELETE_SELF waits for the last
+         * close), so the link count decides.  DELETE is reported once:
+         * the descriptor goes, and the kernel's IN_DELETE_SELF that may
+         * follow is not reported again. */
+        if (w->pathfd >= 0 && (ev->mask & IN_ATTRIB) && w->nlink == 0) {
           bits |= POLLER_FS_DELETE;
+          close(w->pathfd);
+          w->pathfd = -1;
+        } else if ((ev->mask & IN_DELETE_SELF) && old_nlink != 0) {
+          bits |= POLLER_FS_DELETE;
+        }
+        if (bits & POLLER_FS_DELETE)
+          w->nlink = 0;
         if (ev->mask & IN_IGNORED)
           w->wd = -1; /* the kernel dropped the watch (deleted file) */
         bits &= w->events;
@@ -811,13 +827,22 @@ int poller_fswatch_start(poller_loop *l, poller_fswatch *w, const char *path,
   }
   char *copy = strdup(path);
   int wd = copy ? inotify_add_watch(l->inotify_fd, path, FS_MASK) : -1;
-  if (wd < 0) {
+  int pathfd = wd >= 0 ? open(path, O_PATH | O_CLOEXEC) : -1;
+  if (wd < 0 || pathfd < 0) {
     int r = copy ? -errno : -ENOMEM;
+    /* The watch descriptor may be shared with another watch of the same
+     * file: only an unshared one is removed. */
+    int shared = 0;
+    for (poller_fswatch *o = l->watches; o; o = o->next)
+      shared |= o->wd == wd;
+    if (wd >= 0 && !shared)
+      inotify_rm_watch(l->inotify_fd, wd);
     free(copy);
     inotify_release(l);
     return r;
   }
-  *w = (poller_fswatch){l, cb, arg, events, wd, 0, 0, copy, 1, 0, l->watches};
+  *w = (poller_fswatch){
+      l, cb, arg, events, wd, pathfd, 0, 0, copy, 1, 0, l->watches};
   fs_stat(w);
   l->watches = w;
   l->version++;
@@ -851,6 +876,9 @@ int poller_fswatch_stop(poller_fswatch *w) {
   if (!shared && w->wd >= 0)
     inotify_rm_watch(l->inotify_fd, w->wd);
   inotify_release(l);
+  if (w->pathfd >= 0)
+    close(w->pathfd);
+  w->pathfd = -1;
 #endif
   free(w->path);
   w->path = NULL;

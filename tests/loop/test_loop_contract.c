@@ -445,3 +445,84 @@ TEST(child_reaped_elsewhere_status) {
   ASSERT_EQ(poller_loop_alive(l), 0);
   close_loop(l);
 }
+
+/* ---- file watch: the last link removed while the file is open ---- */
+
+struct fsdel {
+  unsigned bits;
+  int deletes;
+};
+
+static void on_fs_del(poller_fswatch *w, unsigned events, void *arg) {
+  struct fsdel *d = arg;
+  (void)w;
+  d->bits |= events;
+  if (events & POLLER_FS_DELETE)
+    d->deletes++;
+}
+
+/* Unlinking the only link of a file that is still open is its deletion,
+ * as docs/loop.md promises (inotify gives only IN_ATTRIB then; its
+ * IN_DELETE_SELF waits for the last close).  DELETE comes once: not again
+ * when the last descriptor closes. */
+TEST(fswatch_delete_while_open) {
+  poller_loop *l = open_loop();
+  char path[] = "/tmp/poller-fsdel-XXXXXX";
+  int fd = mkstemp(path);
+  ASSERT_SYS(fd);
+  poller_fswatch w;
+  struct fsdel d = {0, 0};
+  int r = poller_fswatch_start(l, &w, path, 0x7f, on_fs_del, &d);
+  if (r == -ENOSYS) {
+    close(fd);
+    unlink(path);
+    SKIP("no file watching on this platform");
+  }
+  ASSERT_OK(r);
+  ASSERT_SYS(unlink(path)); /* fd stays open */
+  double end = t_now_ms() + 5000;
+  while (!(d.bits & POLLER_FS_DELETE) && t_now_ms() < end)
+    ASSERT_GE(poller_loop_run(l, 100, 1), 0);
+  ASSERT_BITS(d.bits, POLLER_FS_DELETE);
+  ASSERT_EQ(d.deletes, 1);
+  close(fd); /* the inode goes now: the kernel's IN_DELETE_SELF */
+  ASSERT_GE(poller_loop_run(l, 200, -1), 0);
+  ASSERT_EQ(d.deletes, 1);
+  ASSERT_OK(poller_fswatch_stop(&w));
+  close_loop(l);
+}
+
+/* A file with a second hard link: removing one link is LINK, not DELETE
+ * (the path is gone, the file is not). */
+TEST(fswatch_unlink_one_of_two_links) {
+  poller_loop *l = open_loop();
+  char path[] = "/tmp/poller-fslink-XXXXXX";
+  int fd = mkstemp(path);
+  ASSERT_SYS(fd);
+  close(fd);
+  char other[sizeof path + 4];
+  snprintf(other, sizeof other, "%s.ln", path);
+  ASSERT_SYS(link(path, other));
+  poller_fswatch w;
+  struct fsdel d = {0, 0};
+  int r = poller_fswatch_start(l, &w, path, 0x7f, on_fs_del, &d);
+  if (r == -ENOSYS) {
+    unlink(path);
+    unlink(other);
+    SKIP("no file watching on this platform");
+  }
+  ASSERT_OK(r);
+  ASSERT_SYS(unlink(path));
+  double end = t_now_ms() + 5000;
+  while (!(d.bits & POLLER_FS_LINK) && t_now_ms() < end)
+    ASSERT_GE(poller_loop_run(l, 100, 1), 0);
+  ASSERT_BITS(d.bits, POLLER_FS_LINK);
+  ASSERT_EQ(d.deletes, 0);
+  ASSERT_SYS(unlink(other));
+  end = t_now_ms() + 5000;
+  while (!(d.bits & POLLER_FS_DELETE) && t_now_ms() < end)
+    ASSERT_GE(poller_loop_run(l, 100, 1), 0);
+  ASSERT_EQ(d.deletes, 1);
+  ASSERT_OK(poller_fswatch_stop(&w));
+  close_loop(l);
+}
