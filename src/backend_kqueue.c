@@ -223,15 +223,12 @@ static int apply(poller *p, struct kqueue_state *s, const struct kevent *ch,
   int got = kevent(s->kq, ch, n, rc, n, &zero);
   if (got < 0)
     return -errno;
-  for (int i = 0; i < got; i++) {
+  /* Receipts come back in the order of the changes. */
+  for (int i = 0; i < got && i < n; i++) {
     if (!(rc[i].flags & EV_ERROR) || !rc[i].data)
       continue;
     int err = (int)rc[i].data;
-    int deleting = 0;
-    for (int j = 0; j < n; j++)
-      if (ch[j].filter == rc[i].filter && (ch[j].flags & EV_DELETE))
-        deleting = 1;
-    if (deleting && (err == ENOENT || err == EBADF))
+    if ((ch[i].flags & EV_DELETE) && (err == ENOENT || err == EBADF))
       continue;
     return -err;
   }

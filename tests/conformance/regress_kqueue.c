@@ -196,3 +196,37 @@ TEST(fork_child_close_without_reinit_spares_files) {
   t_close(sv[1]);
   t_assert_clean(p);
 }
+
+/* A ONESHOT registration whose fd was closed after its report is re-armed
+ * by mod: the kernel cannot watch a closed fd, so the registration is
+ * reported once as ERR|NVAL, never silently left unarmed (kqueue re-arms
+ * with a delete and an add, and took the add's EBADF for the delete's). */
+TEST(oneshot_rearm_closed_fd_reports_nval) {
+  poller *p;
+  int a[2];
+  t_open(&p);
+  t_socketpair(a);
+  ASSERT_OK(poller_add(p, a[0], POLLER_IN | POLLER_ONESHOT, &tag_a));
+  t_write(a[1], 1);
+  t_wait_for(p, a[0], POLLER_IN, 2000, NULL);
+  int na = a[0];
+  t_close(na);
+  ASSERT_OK(poller_mod(p, na, POLLER_IN | POLLER_ONESHOT, &tag_b));
+  int nval = 0;
+  poller_event out[8];
+  for (int w = 0; w < 5; w++) {
+    int n = poller_wait(p, out, 8, 20);
+    ASSERT_GE(n, 0);
+    for (int i = 0; i < n; i++) {
+      ASSERT_EQ(out[i].fd, na);
+      ASSERT_EQ(out[i].events, POLLER_ERR | POLLER_NVAL);
+      ASSERT_TRUE(out[i].data == &tag_b);
+      nval++;
+    }
+  }
+  ASSERT_EQ(nval, 1);
+  int r = poller_del(p, na);
+  ASSERT_TRUE(r == 0 || r == -ENOENT); /* gone already, or dropped now */
+  t_close(a[1]);
+  t_assert_clean(p);
+}
