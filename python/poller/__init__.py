@@ -10,14 +10,16 @@ epoll, io_uring and kqueue behind one API).
   set() and get().
 - pike: BasePoller and Transport (poller.pike).
 """
-import math
+import errno as _errno
+import os as _os
 import selectors as _selectors
+import stat as _stat
 
 from . import _poller
-from ._poller import Poller, available
+from ._poller import Poller, available, __version__
 
 __all__ = [
-    "Poller", "available",
+    "Poller", "available", "__version__",
     "SelectSelector", "PollSelector", "EpollSelector", "URingSelector",
     "DefaultSelector",
     "Select", "Poll", "Epoll", "URing", "best", "set", "get",
@@ -37,6 +39,10 @@ class _PollerSelector(_poller.SelectMixin, _selectors._BaseSelectorImpl):
 
     _backend = "auto"
     _selector_cls = Poller
+    # epoll refuses files it cannot poll (regular files, directories) with
+    # EPERM, and selectors.EpollSelector passes that on; libpoller accepts
+    # them as always ready, so the classes that replace EpollSelector check.
+    _refuse_unpollable = False
 
     def __init__(self):
         super().__init__()
@@ -45,6 +51,11 @@ class _PollerSelector(_poller.SelectMixin, _selectors._BaseSelectorImpl):
     def register(self, fileobj, events, data=None):
         key = super().register(fileobj, events, data)
         try:
+            if self._refuse_unpollable:
+                mode = _os.fstat(key.fd).st_mode
+                if _stat.S_ISREG(mode) or _stat.S_ISDIR(mode):
+                    raise PermissionError(_errno.EPERM,
+                                          _os.strerror(_errno.EPERM))
             self._selector.register(key.fd, events & 3, key)
         except BaseException:
             super().unregister(fileobj)
@@ -103,11 +114,16 @@ def _fileno(self):
 
 def _selector_class(name, backend):
     attrs = {"_backend": backend,
-             "__doc__": f"selectors interface over libpoller's {backend} backend"}
+             "__doc__": f"selectors interface over libpoller's {backend} backend",
+             # type() under ABCMeta would name the module "abc": reprs and
+             # pickling need the real one.
+             "__module__": __name__, "__qualname__": name}
     if backend in ("epoll", "uring", "kqueue"):
         # As in the standard library, only selectors with a kernel object
         # have fileno().
         attrs["fileno"] = _fileno
+    if backend in ("epoll", "uring"):
+        attrs["_refuse_unpollable"] = True
     return type(name, (_PollerSelector,), attrs)
 
 

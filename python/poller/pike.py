@@ -11,6 +11,7 @@ process_readables and process_writables.
 import errno
 import os
 import socket
+import sys
 import time
 
 from ._poller import Poller, IN, OUT, ERR, HUP
@@ -45,12 +46,12 @@ class Transport:
 
     def handle_connect_event(self):
         """The socket turned writable while connecting: SO_ERROR tells
-        whether the connect succeeded (then handle_connect) or failed
-        (then handle_error with the OSError)."""
+        whether the connect succeeded (then handle_connect) or failed: then
+        it raises the OSError, as pike's does, and the poller hands it to
+        handle_error."""
         err = self.socket.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
         if err:
-            self.handle_error(OSError(err, os.strerror(err)))
-            return
+            raise OSError(err, os.strerror(err))
         self.connected = True
         self.handle_connect()
 
@@ -71,10 +72,12 @@ class Transport:
         if self.socket is not None:
             self.socket.close()
 
-    def handle_error(self, exc=None):
-        """An exception from a handler, or a failed connect: exc is kept in
-        self.error and the transport is closed."""
-        self.error = exc
+    def handle_error(self):
+        """Called by the poller inside its `except` block when a handler
+        raised (a failed connect included), so the exception is
+        sys.exc_info()[1], as in pike: it is kept in self.error and the
+        transport is closed."""
+        self.error = sys.exc_info()[1]
         self.handle_close()
 
 
@@ -146,15 +149,22 @@ class BasePoller:
 
     def poll(self, timeout=None):
         """One iteration: waits up to timeout seconds (None blocks), then
-        calls process_readables and process_writables with the ready fds.
-        An error or hang-up counts as both, so the handlers see it."""
+        calls process_readables with the fds that have data (or an error or
+        hang-up, which handle_read sees as a failed or empty read) and
+        process_writables with the fds that are writable (or, while a
+        connect is in progress, failed: SO_ERROR then tells)."""
         events = self._poller.poll(timeout)
         self.process_readables([fd for fd, ev in events if ev & (IN | ERR | HUP)])
-        self.process_writables([fd for fd, ev in events if ev & (OUT | ERR | HUP)])
+        conns = self.connections
+        self.process_writables([
+            fd for fd, ev in events
+            if ev & OUT or (ev & (ERR | HUP) and fd in conns
+                            and not conns[fd].connected)])
 
     def process_readables(self, readables):
         """handle_read for each connected transport in readables; then
-        handle_error if it raised, or handle_close if it left the transport
+        handle_error (called with no argument inside the except block, as
+        pike does) if it raised, or handle_close if it left the transport
         no longer connected."""
         for fd in readables:
             t = self.connections.get(fd)
@@ -163,21 +173,21 @@ class BasePoller:
             try:
                 t.handle_read()
             except OSError as exc:
-                if exc.errno in _RETRY:
-                    continue
-                t.handle_error(exc)
+                if exc.errno not in _RETRY:
+                    t.handle_error()
                 continue
-            except Exception as exc:
-                t.handle_error(exc)
+            except Exception:
+                t.handle_error()
                 continue
             if self.connections.get(fd) is t and not t.connected:
                 t.handle_close()
 
     def process_writables(self, writables):
-        """For each transport in writables: handle_connect_event while it is
-        not connected, otherwise handle_write after taking it off the
-        deferred writers (so writability is watched again only if it defers
-        another write); handle_error if a handler raised."""
+        """For each transport t in writables: if t is not marked as
+        connected, handle_connect_event; otherwise handle_write, after
+        taking t off the deferred writers (so writability is watched again
+        only if it defers another write); handle_error (no argument, inside
+        the except block) if a handler raised."""
         for fd in writables:
             t = self.connections.get(fd)
             if t is None:
@@ -185,7 +195,7 @@ class BasePoller:
             try:
                 if not t.connected:
                     t.handle_connect_event()
-                elif fd in self.deferred_writers:
+                else:
                     self.deferred_writers.discard(fd)
                     try:
                         t.handle_write()
@@ -193,10 +203,8 @@ class BasePoller:
                         if exc.errno not in _RETRY:
                             raise
                         self.deferred_writers.add(fd)  # still to be written
-                else:
-                    continue  # an error or hang-up: handle_read sees it
-            except Exception as exc:
-                t.handle_error(exc)
+            except Exception:
+                t.handle_error()
             if self.connections.get(fd) is t:
                 self._poller.modify(fd, self._mask(fd, t))
 

@@ -108,6 +108,21 @@ class SameAsStdlib:
         self.assertEqual(self.check(lambda s, a, b: s.unregister(a), prepare),
                          (KeyError, None))
 
+    def test_timeout_beyond_int32_ms(self):
+        """30 days: selectors.SelectSelector accepts it (select.select takes
+        any timeout CPython's clock can hold), PollSelector and
+        EpollSelector raise OverflowError (more than INT32_MAX ms).  A ready
+        fd makes the call return at once where it is accepted."""
+        def case(s, a, b):
+            s.register(a, R)
+            b.send(b"x")
+            try:
+                s.select(30 * 86400.0)
+            finally:
+                s.unregister(a)
+        expected = ("ok",) if self.BACKEND == "select" else (OverflowError, None)
+        self.assertEqual(self.check(case), expected)
+
     def test_unregister_after_close_of_fd(self):
         def prepare(s, a, b):
             s.register(a, R)
@@ -197,12 +212,58 @@ class PollerDifferences:
         self.assertEqual(sys.getrefcount(data), base)
         self.assertEqual(self.s._selector.count(), 0)
 
+    def test_modify_of_closed_fd_raises_and_drops_key(self):
+        """modify() of an fd closed behind the selector: EpollSelector
+        raises OSError(EBADF) and drops the key (bpo-30014); poller's
+        classes all do (the epoll-like ones exactly as EpollSelector).
+        SelectSelector and PollSelector of the standard library accept the
+        change and fail, or report the fd, at the next select()."""
+        c, d = socket.socketpair()
+        self.addCleanup(d.close)
+        fd = c.fileno()
+        self.s.register(fd, R)
+        c.close()
+        with self.assertRaises(OSError) as cm:
+            self.s.modify(fd, W)
+        self.assertEqual(cm.exception.errno, errno.EBADF)
+        with self.assertRaises(KeyError):
+            self.s.get_key(fd)
+        self.assertEqual(self.s.select(0), [])
+        if self.BACKEND in ("epoll", "uring"):
+            theirs = selectors.EpollSelector()
+            self.addCleanup(theirs.close)
+            e, f = socket.socketpair()
+            self.addCleanup(f.close)
+            fd = e.fileno()
+            theirs.register(fd, R)
+            e.close()
+            with self.assertRaises(OSError) as cm:
+                theirs.modify(fd, W)
+            self.assertEqual(cm.exception.errno, errno.EBADF)
+            with self.assertRaises(KeyError):
+                theirs.get_key(fd)
+
     def test_data_only_modify_seen_by_next_select(self):
         key = self.s.register(self.a, R, "old")
         self.b.send(b"x")
         new = self.s.modify(self.a, R, "new")
         self.assertIsNot(new, key)
         self.assertEqual(self.s.select(1), [(new, R)])
+
+
+class ClassNames(unittest.TestCase):
+    def test_module_repr_and_pickle(self):
+        """The selector classes belong to the poller module (not abc, as
+        type() under ABCMeta would say): reprs name it, and the classes
+        pickle by reference."""
+        import pickle
+        for name, cls in list(poller.SELECTORS.items()) + [
+                ("default", poller.DefaultSelector)]:
+            with self.subTest(backend=name):
+                self.assertEqual(cls.__module__, "poller")
+                self.assertEqual(repr(cls), f"<class 'poller.{cls.__name__}'>")
+                self.assertIs(pickle.loads(pickle.dumps(cls)), cls)
+                self.assertIs(getattr(poller, cls.__qualname__), cls)
 
 
 def _cases(base):

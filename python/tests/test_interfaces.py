@@ -468,8 +468,8 @@ class PikeTests:
             def handle_connect(self):
                 errors.append("connected?!")
 
-            def handle_error(self, exc=None):
-                errors.append(exc)
+            def handle_error(self):  # pike's signature
+                errors.append(sys.exc_info()[1])
                 self.handle_close()
 
         bp = pike.BasePoller(self.BACKEND)
@@ -644,6 +644,86 @@ class PikeMoreTests:
             bp.defer_write(c)
 
 
+class PikeDocumentedSubclass:
+    """A Transport subclass written as pike documents it: handle_error
+    takes no argument (pike calls it inside its except block, so the error
+    is sys.exc_info()), and process_writables calls handle_write for every
+    connected transport in writables, deferred write or not."""
+
+    def connected_pair(self, cls):
+        srv = socket.socket()
+        self.addCleanup(srv.close)
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(1)
+        bp = pike.BasePoller(self.BACKEND)
+        self.addCleanup(bp.close)
+        t = cls(socket.socket())
+        self.addCleanup(t.socket.close)
+        t.connect(srv.getsockname())
+        bp.add_channel(t)
+        peer, _ = srv.accept()
+        self.addCleanup(peer.close)
+        bp.loop(timeout=5, count=1)
+        self.assertTrue(t.connected)
+        return bp, t, peer
+
+    def test_handler_error_reaches_pike_style_handle_error(self):
+        seen = []
+
+        class Conn(pike.Transport):
+            def handle_read(self):
+                raise ZeroDivisionError("from handle_read")
+
+            def handle_error(self):
+                seen.append(sys.exc_info()[1])
+                self.handle_close()
+
+        bp, t, peer = self.connected_pair(Conn)
+        peer.send(b"x")
+        bp.loop(timeout=5)                     # no TypeError
+        self.assertEqual(len(seen), 1)
+        self.assertIsInstance(seen[0], ZeroDivisionError)
+        self.assertEqual(bp.connections, {})
+
+    def test_failed_connect_reaches_pike_style_handle_error(self):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        s.close()
+        seen = []
+
+        class Conn(pike.Transport):
+            def handle_error(self):
+                seen.append(sys.exc_info()[1])
+                self.handle_close()
+
+        bp = pike.BasePoller(self.BACKEND)
+        self.addCleanup(bp.close)
+        t = Conn(socket.socket())
+        self.addCleanup(t.socket.close)
+        t.connect(("127.0.0.1", port))
+        bp.add_channel(t)
+        bp.loop(timeout=5)
+        self.assertEqual(len(seen), 1)
+        self.assertIsInstance(seen[0], ConnectionRefusedError)
+
+    def test_process_writables_writes_connected_without_deferred_write(self):
+        writes = []
+
+        class Conn(pike.Transport):
+            def handle_write(self):
+                writes.append(self.socket.send(b"w"))
+
+        bp, t, peer = self.connected_pair(Conn)
+        self.assertNotIn(t.fileno(), bp.deferred_writers)
+        bp.process_writables([t.fileno()])
+        self.assertEqual(writes, [1])
+        self.assertEqual(peer.recv(10), b"w")
+        # Writability is still watched only for deferred writes.
+        self.assertEqual(bp._poller.get(t.fileno())[0], poller.IN)
+
+
+globals().update(backend_cases(PikeDocumentedSubclass))
 globals().update(backend_cases(GreenhouseTests))
 globals().update(backend_cases(PikeMoreTests))
 globals().update(backend_cases(LowLevelTests))

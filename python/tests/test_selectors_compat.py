@@ -2,6 +2,7 @@
 selector class, exactly as CPython runs it against its own selectors, plus
 an asyncio check on poller.DefaultSelector."""
 import asyncio
+import selectors
 import signal
 import socket
 import sys
@@ -16,70 +17,106 @@ except ImportError as exc:  # fail loudly: this suite is the point
         "(Debian: apt-get install libpython3.11-testsuite)") from exc
 
 
-def _modify_unregister(self):
-    """CPython's test_modify_unregister (bpo-30014) patches the stdlib
-    class's _selector_cls; this is the same test on poller's class: a
-    failing modify() leaves the fd unregistered."""
-    import selectors
-    from unittest import mock
-    with mock.patch.object(self.SELECTOR, "_selector_cls") as m:
-        m.return_value.modify = mock.Mock(side_effect=ZeroDivisionError)
-        s = self.SELECTOR()
-        self.addCleanup(s.close)
-        rd, wr = self.make_socketpair()
-        s.register(rd, selectors.EVENT_READ)
-        self.assertEqual(len(s._map), 1)
-        with self.assertRaises(ZeroDivisionError):
-            s.modify(rd, selectors.EVENT_WRITE)
-        self.assertEqual(len(s._map), 0)
+class AsTheClassItReplaces:
+    """Runs CPython's test case for a standard library class on poller's
+    class: SELECTOR is poller's, and for the duration of each test the
+    standard library's name (selectors.EpollSelector, ...) is poller's class
+    too, so the cases that patch `selectors.<Name>._selector_cls` (bpo-30014,
+    test_modify_unregister) patch poller's class."""
+
+    STDLIB_NAME = None
+
+    def setUp(self):
+        if self.BACKEND not in poller.available():
+            self.skipTest(f"backend {self.BACKEND} not usable here")
+        from unittest import mock
+        patcher = mock.patch.object(selectors, self.STDLIB_NAME, self.SELECTOR,
+                                    create=True)
+        patcher.start()
+        self.addCleanup(patcher.stop)
+        super().setUp()
 
 
-def _register_file_always_ready(self):
-    """CPython's EpollSelectorTestCase.test_register_file expects epoll's
-    EPERM for a regular file; libpoller deliberately accepts it on every
-    backend and reports it always ready, as select and poll do (asio#111).
-    This asserts that documented difference."""
-    import selectors
-    import tempfile
-    s = self.SELECTOR()
-    self.addCleanup(s.close)
-    with tempfile.NamedTemporaryFile() as f:
-        key = s.register(f, selectors.EVENT_READ | selectors.EVENT_WRITE)
-        self.assertEqual(s.select(0), [(key, selectors.EVENT_READ | selectors.EVENT_WRITE)])
-        s.unregister(f)
-        self.assertEqual(s.select(0), [])
+def _as(stdlib_case, cls, backend, name=None):
+    """CPython's stdlib_case (for example EpollSelectorTestCase, with its
+    class-specific tests) run on poller's cls."""
+    name = name or stdlib_case.__name__
+    attrs = {"SELECTOR": cls, "BACKEND": backend,
+             "STDLIB_NAME": stdlib_case.__name__.replace("TestCase", ""),
+             # CPython skips the case when the standard library lacks the
+             # class (KqueueSelector on Linux); setUp decides here.
+             "__unittest_skip__": False}
+    if cls is None:
+        attrs["SELECTOR"] = type("KqueueSelector", (), {})
+    return type(name, (AsTheClassItReplaces, stdlib_case), attrs)
 
 
-def _backend_case(name, cls, scalable):
-    bases = (cpython_tests.BaseSelectorTestCase,)
-    if scalable:
-        bases = (cpython_tests.ScalableSelectorMixIn,) + bases
-    kq = cpython_tests.KqueueSelectorTestCase
-    attrs = {"SELECTOR": cls, "test_modify_unregister": _modify_unregister,
-             # CPython runs these two on KqueueSelector only; libpoller
-             # checks a closed fd at register on every backend and applies
-             # the timeout with nothing registered on every backend.
-             "test_register_bad_fd": kq.test_register_bad_fd,
-             "test_empty_select_timeout": kq.test_empty_select_timeout,
-             "test_register_file": _register_file_always_ready}
-    if name not in poller.available():
-        attrs["setUp"] = lambda self: self.skipTest(f"backend {name} not usable here")
-    return type(f"{cls.__name__}TestCase", bases + (unittest.TestCase,), attrs)
+SelectSelectorTestCase = _as(cpython_tests.SelectSelectorTestCase,
+                             poller.SelectSelector, "select")
+PollSelectorTestCase = _as(cpython_tests.PollSelectorTestCase,
+                           poller.PollSelector, "poll")
+EpollSelectorTestCase = _as(cpython_tests.EpollSelectorTestCase,
+                            poller.EpollSelector, "epoll")
+KqueueSelectorTestCase = _as(cpython_tests.KqueueSelectorTestCase,
+                             getattr(poller, "KqueueSelector", None), "kqueue")
+# DefaultSelector is replaced as the class it is: EpollSelector here (the
+# test case of the first usable of epoll, kqueue, poll, select).
+_DEFAULT_CASE = {"epoll": cpython_tests.EpollSelectorTestCase,
+                 "kqueue": cpython_tests.KqueueSelectorTestCase,
+                 "poll": cpython_tests.PollSelectorTestCase,
+                 "select": cpython_tests.SelectSelectorTestCase}
+DefaultSelectorTestCase = _as(_DEFAULT_CASE[poller.DefaultSelector._backend],
+                              poller.DefaultSelector,
+                              poller.DefaultSelector._backend,
+                              "DefaultSelectorTestCase")
+# io_uring has no standard library class; URingSelector stands in for
+# EpollSelector (same rules, regular files refused included).
+URingSelectorTestCase = _as(cpython_tests.EpollSelectorTestCase,
+                            poller.URingSelector, "uring",
+                            "URingSelectorTestCase")
 
 
-# select's sets grow past FD_SETSIZE in libpoller, so the select class is
-# scalable too (CPython's own SelectSelector is not).
-SelectSelectorTestCase = _backend_case("select", poller.SelectSelector, True)
-PollSelectorTestCase = _backend_case("poll", poller.PollSelector, True)
-EpollSelectorTestCase = _backend_case("epoll", poller.EpollSelector, True)
-URingSelectorTestCase = _backend_case("uring", poller.URingSelector, True)
-KqueueSelectorTestCase = _backend_case(
-    "kqueue", getattr(poller, "KqueueSelector", None)
-    or type("KqueueSelector", (), {}), True)
-DefaultSelectorTestCase = _backend_case(
-    poller.DefaultSelector._backend, poller.DefaultSelector, True)
-DefaultSelectorTestCase.__name__ = DefaultSelectorTestCase.__qualname__ = \
-    "DefaultSelectorTestCase"
+class PollerExtras:
+    """Cases CPython runs on some classes only, run on every poller class:
+    libpoller checks a closed fd at register and applies the timeout with
+    nothing registered on every backend; a failing modify() leaves the fd
+    unregistered on every class (bpo-30014, which CPython checks on the
+    poll-like classes only); and select's sets grow past FD_SETSIZE, so
+    SelectSelector is scalable too."""
+
+    test_register_bad_fd = cpython_tests.KqueueSelectorTestCase.test_register_bad_fd
+    test_empty_select_timeout = \
+        cpython_tests.KqueueSelectorTestCase.test_empty_select_timeout
+    make_socketpair = cpython_tests.BaseSelectorTestCase.make_socketpair
+
+    def setUp(self):
+        if self.BACKEND not in poller.available():
+            self.skipTest(f"backend {self.BACKEND} not usable here")
+        self.SELECTOR = poller.SELECTORS[self.BACKEND]
+
+    def test_modify_unregister_any_class(self):
+        from unittest import mock
+        with mock.patch.object(self.SELECTOR, "_selector_cls") as m:
+            m.return_value.modify = mock.Mock(side_effect=ZeroDivisionError)
+            s = self.SELECTOR()
+            self.addCleanup(s.close)
+            rd, wr = self.make_socketpair()
+            s.register(rd, selectors.EVENT_READ)
+            self.assertEqual(len(s._map), 1)
+            with self.assertRaises(ZeroDivisionError):
+                s.modify(rd, selectors.EVENT_WRITE)
+            self.assertEqual(len(s._map), 0)
+
+
+for _name in ("select", "poll", "epoll", "uring", "kqueue"):
+    _attrs = {"BACKEND": _name}
+    if _name == "select":  # the others run it in CPython's own case
+        _attrs["test_above_fd_setsize"] = \
+            cpython_tests.ScalableSelectorMixIn.test_above_fd_setsize
+    _cls = type(f"PollerExtras_{_name}", (PollerExtras, unittest.TestCase),
+                _attrs)
+    globals()[_cls.__name__] = _cls
+del _name, _cls, _attrs
 
 
 class AsyncioOnPoller:
@@ -146,6 +183,19 @@ class AsyncioOnPoller:
                 watcher.close()
         self.assertEqual(out.strip(), b"hi")
         self.assertEqual(rc, 3)
+
+    def test_add_reader_regular_file(self):
+        """asyncio's add_reader on a regular file: with EpollSelector it
+        raises PermissionError (epoll refuses the file); so it does on
+        poller's epoll-like classes, instead of firing the callback on
+        every pass of the loop."""
+        if self.BACKEND not in ("epoll", "uring"):
+            self.skipTest("select and poll report a regular file always "
+                          "ready, as the standard library's classes do")
+        import tempfile
+        with tempfile.TemporaryFile() as f:
+            with self.assertRaises(PermissionError):
+                self.loop.add_reader(f.fileno(), lambda: None)
 
     def test_signal_handler(self):
         got = []
