@@ -153,6 +153,28 @@ check "pkg-config consumer (static) runs and prints $version" \
 check "pkg-config consumer (static) does not load libpoller.so" \
   bash -c "[ -x '$tmp/pc/consumer_pc_static' ] && ! ldd '$tmp/pc/consumer_pc_static' | grep -q libpoller"
 
+# A C++ program uses the installed headers and links the C library
+# (extern "C" on every declaration); and the headers checker of the source
+# tree runs on the installed copies.
+cxx=$(command -v g++ || command -v c++ || command -v clang++ || true)
+if [ -n "$cxx" ]; then
+  build_cxx() {
+    # shellcheck disable=SC2046
+    "$cxx" -std=c++11 -Wall -Wextra -Werror -x c++ $(pkg-config --cflags poller) \
+      "$here/consumer.c" -x none -o "$tmp/pc/consumer_cxx" \
+      $(pkg-config --libs poller) -Wl,-rpath,"$libdir"
+  }
+  check "a C++11 consumer builds against the installed headers" build_cxx
+  check "the C++ consumer runs and prints $version" \
+    consumer_runs "$tmp/pc/consumer_cxx"
+  if [ -f "$root/tests/headers/check-headers.sh" ]; then
+    check "the installed headers pass tests/headers/check-headers.sh" \
+      bash "$root/tests/headers/check-headers.sh" "$P/include" cc "$cxx"
+  fi
+else
+  echo "# SKIP the C++ consumer: no C++ compiler (g++, c++, clang++)"
+fi
+
 # The README's short example, completed (examples/readme_example.c): it
 # must accept clients and print exactly what they send, once.
 readme_example() {
