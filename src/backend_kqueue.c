@@ -176,16 +176,19 @@ static unsigned short mode_flags(unsigned want) {
 #define WANT_WRITE(w) ((w)&POLLER_OUT)
 
 /* Builds the changes that take fd from `have` to `want` into ch[] (at most
- * 4), each with EV_RECEIPT.  The read filter serves IN, PRI and RDHUP
- * alike, so a filter is only touched when it appears, disappears, changes
- * mode or must be re-armed: re-adding an unchanged knote is a needless
- * kernel call (which libkqueue also answers with a spurious error, see
- * docs/kqueue.md).  A filter whose mode changes (EV_CLEAR, EV_DISPATCH) is
- * deleted and added again: re-adding an existing knote does not replace
- * those flags everywhere.  A re-arm (ONESHOT after its report) is a
- * delete and an add too, which looks at the readiness afresh, as epoll's
- * EPOLL_CTL_MOD does; EV_ENABLE would do on the BSDs, but libkqueue
- * answers EV_ENABLE with EV_RECEIPT on a socket with an error. */
+ * 4), each with EV_RECEIPT.  A filter is only touched when its own part of
+ * the interest changes (IN, PRI, RDHUP for the read filter, OUT for the
+ * write filter), its mode changes, or it must be re-armed: IN to IN|OUT
+ * adds the write filter and leaves the read filter alone.  A filter that
+ * is touched is deleted and added again, never re-added in place:
+ * - re-adding an existing knote does not replace EV_CLEAR and EV_DISPATCH
+ *   everywhere, and libkqueue answers it (and EV_ENABLE with EV_RECEIPT)
+ *   with a spurious error (docs/kqueue.md);
+ * - a fresh add looks at readiness afresh, as EPOLL_CTL_MOD does, which is
+ *   what re-arms a ONESHOT (EV_DISPATCH);
+ * - a number replaced behind the poller (dup2 onto it) has lost its
+ *   knotes on the BSDs, as any close of the number removes them, and only
+ *   an add watches the new file (test replaced_number_then_mod_no_spin). */
 static int build(struct kevent *ch, int fd, const struct poller__fd *e,
                  unsigned have, unsigned want, int rearm) {
   int n = 0;
@@ -197,9 +200,10 @@ static int build(struct kevent *ch, int fd, const struct poller__fd *e,
     unsigned in_want = f == 0 ? WANT_READ(want) : WANT_WRITE(want);
     unsigned in_have = f == 0 ? WANT_READ(have) : WANT_WRITE(have);
     if (in_want) {
-      if (in_have && (remode || rearm))
+      int touch = !in_have || remode || rearm || in_want != in_have;
+      if (in_have && touch)
         EV_SET(&ch[n++], fd, filters[f], EV_DELETE | EV_RECEIPT, 0, 0, ud);
-      if (!in_have || remode || rearm)
+      if (touch)
         EV_SET(&ch[n++], fd, filters[f], add, 0, 0, ud);
     } else if (in_have) {
       EV_SET(&ch[n++], fd, filters[f], EV_DELETE | EV_RECEIPT, 0, 0, ud);
