@@ -81,7 +81,8 @@ poller_loop_hook *poller_loop_hook_find(const poller_loop *loop,
 /* Returns the loop's poller (for poller_backend and poller_stats_get). */
 poller *poller_loop_poller(poller_loop *loop);
 
-/* Runs the loop, as pike's loop(timeout, count): returns after `count`
+/* Runs the loop, as pike's loop(timeout, count) (pike: a Python SMB2/3
+ * protocol test framework, see poller_transport.h): returns after `count`
  * iterations (count < 0: no limit), after timeout_ms (-1: none), when
  * poller_loop_stop was called, or when nothing is left to watch.  An
  * iteration is one pass of the order in docs/loop.md (timers, wait,

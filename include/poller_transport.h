@@ -2,7 +2,8 @@
  * poller_transport.h - buffered connections and listeners on a poller_loop,
  * after pike's BasePoller (add_channel, del_channel, defer_write and the
  * handle_connect_event / handle_read / handle_write / handle_close /
- * handle_error handlers).
+ * handle_error handlers).  pike is a Python SMB2/3 protocol test framework;
+ * its transport module drives connections through a BasePoller.
  *
  * Conventions: as poller.h (0 or -errno, never errno).  Every callback runs
  * from the loop, on the loop's thread.  Closing a transport or listener,

@@ -1,6 +1,10 @@
 """poller: the interfaces of greenhouse's poller module, Python's selectors
 module and pike's BasePoller, over libpoller (a C library: select, poll,
-epoll, io_uring and kqueue behind one API).
+epoll, io_uring and kqueue behind one API).  greenhouse is a Python
+green-thread library whose poller module gives select, poll and epoll one
+interface with a per-fd registration stack; pike is a Python SMB2/3
+protocol test framework whose transport module drives connections through
+a BasePoller.
 
 - selectors: SelectSelector, PollSelector, EpollSelector, URingSelector,
   KqueueSelector (where built) and DefaultSelector, drop-in subclasses of
