@@ -90,7 +90,12 @@ poller *poller_loop_poller(poller_loop *loop);
  * Returns the number of iterations run (>= 0); -EFAULT for NULL; -EINVAL
  * for timeout_ms < -1; -EBUSY when called while this loop is already
  * running (from one of its callbacks: a nested run is refused, as asyncio
- * refuses it); or poller_wait's error. */
+ * refuses it); or an error of poller_wait that is not transient.
+ * Transient errors of poller_wait (-EINTR with POLLER_OPT_REPORT_EINTR,
+ * -EAGAIN and -EBUSY from io_uring, -ENOMEM) do not end the run: that
+ * iteration dispatches no fd reports (signals, async sends, timers and
+ * deferred work still run) and the next one waits again, after a short
+ * sleep (1 to 64 ms, never past a timer) when the error repeats. */
 int poller_loop_run(poller_loop *loop, int timeout_ms, int count);
 
 /* Makes poller_loop_run return after the current iteration.  Safe from

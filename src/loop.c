@@ -988,10 +988,37 @@ static void dispatch_io(poller_loop *l, int n) {
   }
 }
 
+/* Errors of poller_wait after which the next wait may well succeed: a
+ * signal (with POLLER_OPT_REPORT_EINTR), io_uring_enter's EAGAIN and
+ * EBUSY (the completion queue is full until it is reaped, or the kernel
+ * lacks memory for the request), ENOMEM.  Ending the run on them would
+ * tear an application down for a moment's shortage; asyncio retries a
+ * select() interrupted by a signal (PEP 475). */
+static int wait_error_transient(int err) {
+  return err == -EINTR || err == -EAGAIN || err == -EBUSY || err == -ENOMEM;
+}
+
+/* After the `fails`-th transient error in a row (other than EINTR, which
+ * says nothing about resources): sleep 1, 2, 4 ... 64 ms, never past the
+ * next timer or the run's end, so a lasting shortage is not a busy loop. */
+static void wait_backoff(poller_loop *l, unsigned fails, uint64_t end_ns) {
+  int ms = 1 << (fails < 7 ? fails - 1 : 6);
+  int limit = wait_timeout(l, end_ns);
+  if (limit >= 0 && limit < ms)
+    ms = limit;
+  if (ms <= 0)
+    return;
+  struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+  while (nanosleep(&ts, &ts) < 0 && errno == EINTR &&
+         !atomic_load(&l->stop))
+    ;
+}
+
 /* The body of poller_loop_run, between its guard and its close. */
 static int loop_run(poller_loop *l, uint64_t end_ns, int count) {
   int iterations = 0;
   int r = 0;
+  unsigned fails = 0; /* transient wait errors in a row */
   while (!atomic_load(&l->stop)) {
     if (count >= 0 && iterations >= count)
       break;
@@ -1008,8 +1035,17 @@ static int loop_run(poller_loop *l, uint64_t end_ns, int count) {
     int tmo = l->ndefer ? 0 : wait_timeout(l, end_ns);
     int n = poller_wait(l->p, l->events, EVENTS_PER_WAIT, tmo);
     if (n < 0) {
-      r = n;
-      break;
+      if (!wait_error_transient(n)) {
+        r = n;
+        break;
+      }
+      /* The iteration goes on without reports: signals, async sends,
+       * deferred work and timers still run, and the next wait retries. */
+      if (n != -EINTR)
+        wait_backoff(l, ++fails, end_ns);
+      n = 0;
+    } else {
+      fails = 0;
     }
     l->now_ns = mono_ns();
     dispatch_io(l, n);

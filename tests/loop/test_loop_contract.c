@@ -526,3 +526,65 @@ TEST(fswatch_unlink_one_of_two_links) {
   ASSERT_OK(poller_fswatch_stop(&w));
   close_loop(l);
 }
+
+/* ---- transient errors of the wait ---- */
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+static atomic_int eintr_handled;
+static void on_usr2(int signum) {
+  (void)signum;
+  atomic_fetch_add(&eintr_handled, 1);
+}
+
+struct interrupter {
+  pthread_t target;
+  atomic_int done;
+};
+
+/* Interrupts the loop's thread every 5 ms until the test is done. */
+static void *interrupt_loop(void *arg) {
+  struct interrupter *in = arg;
+  while (!atomic_load(&in->done)) {
+    pthread_kill(in->target, SIGUSR2);
+    t_sleep_ms(5);
+  }
+  return NULL;
+}
+
+static void on_timer_done(poller_timer *t, void *arg) {
+  (void)t;
+  atomic_store(&((struct interrupter *)arg)->done, 1);
+}
+
+/* A wait interrupted by a signal returns -EINTR when the loop's poller
+ * reports EINTR (POLLER_OPT_REPORT_EINTR); the run takes it as transient
+ * and goes on until its timer fires, instead of ending with -EINTR (the
+ * same path as io_uring's -EAGAIN/-EBUSY and -ENOMEM). */
+TEST(run_survives_transient_wait_errors) {
+  poller_loop *l = open_loop();
+  ASSERT_OK(poller_option(poller_loop_poller(l), POLLER_OPT_REPORT_EINTR, 1));
+  struct sigaction sa, old;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_usr2; /* no SA_RESTART: the wait sees EINTR */
+  ASSERT_SYS(sigaction(SIGUSR2, &sa, &old));
+  atomic_store(&eintr_handled, 0);
+  struct interrupter in;
+  in.target = pthread_self();
+  atomic_init(&in.done, 0);
+  poller_timer t;
+  poller_timer_init(&t, on_timer_done, &in);
+  ASSERT_OK(poller_timer_start(l, &t, 300, 0));
+  pthread_t th;
+  ASSERT_EQ(pthread_create(&th, NULL, interrupt_loop, &in), 0);
+  int r = poller_loop_run(l, -1, -1);
+  atomic_store(&in.done, 1);
+  pthread_join(th, NULL);
+  ASSERT_SYS(sigaction(SIGUSR2, &old, NULL));
+  t_note("%d signals during the run", atomic_load(&eintr_handled));
+  ASSERT_GE(r, 1);
+  ASSERT_FALSE(poller_timer_active(&t)); /* it fired: the run lasted */
+  ASSERT_GT(atomic_load(&eintr_handled), 0);
+  close_loop(l);
+}
