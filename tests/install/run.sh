@@ -342,6 +342,30 @@ check "moved prefix: find_package consumers build" build_cmake "$tmp/cm2" "$P"
 check "moved prefix: poller::poller consumer runs" \
   consumer_runs "$tmp/cm2/consumer_shared"
 
+# ---- 7. the source tree stands alone ----
+# Nothing refers to documents a user of the repository does not have (the
+# team's notes, machine paths); a public source is cited instead.
+source_files() { # every file of the tree, from git when it is a clone
+  if git -C "$root" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+    git -C "$root" ls-files
+  else
+    (cd "$root" && find . -type f ! -path './build*' ! -path './.git/*' |
+      sed 's|^\./||')
+  fi
+}
+private_refs() {
+  (cd "$root" && source_files | grep -v '^tests/install/run.sh$' |
+    xargs grep -nE '\.\./shared|shared/docs|lessons(\.md| [0-9F])|conformance-cases|/work/' 2>/dev/null)
+}
+refs=$(private_refs || true)
+if [ -z "$refs" ]; then
+  ok "no file refers to ../shared, lessons, conformance-cases or /work/"
+else
+  bad "files refer to documents users do not have:"
+  echo "$refs" | sed 's/^/#   /'
+fi
+check "LICENSE is the MIT license" grep -q '^MIT License$' "$root/LICENSE"
+
 if [ "$failures" -eq 0 ]; then
   echo "# install: all checks passed"
 else
