@@ -64,7 +64,10 @@
 #include <unistd.h>
 
 /* What kind of file an fd is, as far as hang-ups go (see above). */
-enum { FT_OTHER = 0, FT_SOCKET = 1, FT_PIPE = 2 };
+enum { FT_OTHER = 0, FT_SOCKET = 1, FT_PIPE = 2, FT_KIND = 3 };
+/* Also in the kind table: the fd's read filter was made level after a
+ * hang-up (see filter_flags). */
+#define FT_LEVELED 0x80
 
 struct kqueue_state {
   int kq;
@@ -175,6 +178,22 @@ static unsigned short mode_flags(unsigned want) {
 #define WANT_READ(w) ((w) & (POLLER_IN | POLLER_PRI | POLLER_RDHUP))
 #define WANT_WRITE(w) ((w)&POLLER_OUT)
 
+/* The kqueue flags of filter f (0 read, 1 write) for the interest w.  The
+ * read filter fires for ordinary data whatever the interest, so a level
+ * read filter whose interest lacks IN (PRI or RDHUP alone) would fire at
+ * every wait while data is unread, for reports the core masks to nothing:
+ * the wait would spin (test interest_without_in_sleeps_on_data).  It is
+ * made EV_CLEAR instead, which wakes once per arrival of data; when it
+ * reports something the interest keeps (RDHUP, HUP, ERR: conditions that
+ * last), it is made level again (`leveled`, see level_after_hangup), so
+ * that condition is reported at every wait as epoll does. */
+static unsigned short filter_flags(unsigned w, int f, int leveled) {
+  unsigned short fl = mode_flags(w);
+  if (f == 0 && !leveled && !(w & (POLLER_IN | POLLER_ET | POLLER_ONESHOT)))
+    fl |= EV_CLEAR;
+  return fl;
+}
+
 /* Builds the changes that take fd from `have` to `want` into ch[] (at most
  * 4), each with EV_RECEIPT.  A filter is only touched when its own part of
  * the interest changes (IN, PRI, RDHUP for the read filter, OUT for the
@@ -190,21 +209,22 @@ static unsigned short mode_flags(unsigned want) {
  *   knotes on the BSDs, as any close of the number removes them, and only
  *   an add watches the new file (test replaced_number_then_mod_no_spin). */
 static int build(struct kevent *ch, int fd, const struct poller__fd *e,
-                 unsigned have, unsigned want, int rearm) {
+                 unsigned have, unsigned want, int rearm, int leveled) {
   int n = 0;
   void *ud = make_udata(fd, e->gen);
-  unsigned short add = EV_ADD | EV_ENABLE | EV_RECEIPT | mode_flags(want);
-  int remode = have && want && mode_flags(have) != mode_flags(want);
   static const short filters[2] = {EVFILT_READ, EVFILT_WRITE};
   for (int f = 0; f < 2; f++) {
     unsigned in_want = f == 0 ? WANT_READ(want) : WANT_WRITE(want);
     unsigned in_have = f == 0 ? WANT_READ(have) : WANT_WRITE(have);
+    unsigned short fw = filter_flags(want, f, leveled);
     if (in_want) {
-      int touch = !in_have || remode || rearm || in_want != in_have;
+      int touch = !in_have || rearm || in_want != in_have ||
+                  filter_flags(have, f, leveled) != fw;
       if (in_have && touch)
         EV_SET(&ch[n++], fd, filters[f], EV_DELETE | EV_RECEIPT, 0, 0, ud);
       if (touch)
-        EV_SET(&ch[n++], fd, filters[f], add, 0, 0, ud);
+        EV_SET(&ch[n++], fd, filters[f], EV_ADD | EV_ENABLE | EV_RECEIPT | fw,
+               0, 0, ud);
     } else if (in_have) {
       EV_SET(&ch[n++], fd, filters[f], EV_DELETE | EV_RECEIPT, 0, 0, ud);
     }
@@ -268,11 +288,21 @@ static int kq_ctl(poller *p, int fd, struct poller__fd *e, unsigned have,
       return r;
     s->ftype[fd] = (unsigned char)kind;
   }
-  int r = apply(p, s, ch, build(ch, fd, e, have, want, rearm));
+  /* A read filter made level after a hang-up keeps that flag until it is
+   * added again; any change of the read part adds it again. */
+  int leveled = 0;
+  if (fd < s->nftype && (s->ftype[fd] & FT_LEVELED)) {
+    if (want && WANT_READ(want) == WANT_READ(have) && !rearm &&
+        mode_flags(want) == mode_flags(have))
+      leveled = 1;
+    else
+      s->ftype[fd] &= (unsigned char)~FT_LEVELED;
+  }
+  int r = apply(p, s, ch, build(ch, fd, e, have, want, rearm, leveled));
   if (r == 0 || !want)
     return 0; /* a removal that fails has nothing left to remove */
   /* Nothing is left half registered: the core drops the registration. */
-  (void)apply(p, s, ch, build(ch, fd, e, have | want, 0, 0));
+  (void)apply(p, s, ch, build(ch, fd, e, have | want, 0, 0, leveled));
   if (!have && (r == -EINVAL || r == -ENODEV || r == -EPERM || r == -ENOTSUP ||
                 r == -EOPNOTSUPP))
     return POLLER__ALWAYS_READY;
@@ -295,7 +325,7 @@ static int socket_hung_up(poller *p, int fd) {
 static unsigned event_bits(const struct kqueue_state *s,
                            const struct kevent *ev) {
   int fd = (int)ev->ident;
-  int kind = fd >= 0 && fd < s->nftype ? s->ftype[fd] : FT_OTHER;
+  int kind = fd >= 0 && fd < s->nftype ? s->ftype[fd] & FT_KIND : FT_OTHER;
   unsigned bits;
   if (ev->flags & EV_ERROR)
     return 0; /* a receipt; changes never ride on a wait */
@@ -364,6 +394,30 @@ static int must_hold(const poller *p, const struct kevent *ev) {
          (e->kmask & (POLLER_ET | POLLER_ONESHOT));
 }
 
+/* Makes an EV_CLEAR read filter of a level registration (filter_flags)
+ * level again once it reports a lasting condition the interest keeps. */
+static void level_after_hangup(poller *p, struct kqueue_state *s,
+                               const poller_event *ev) {
+  int fd = ev->fd;
+  struct poller__fd *e = poller__entry(p, fd);
+  if (!e || !(e->flags & FD_REGISTERED) || e->gen != ev->gen ||
+      fd >= s->nftype || (s->ftype[fd] & FT_LEVELED))
+    return;
+  unsigned k = e->kmask;
+  if (!WANT_READ(k) || !(filter_flags(k, 0, 0) & EV_CLEAR) ||
+      (mode_flags(k) & EV_CLEAR))
+    return; /* not a read filter made EV_CLEAR by filter_flags */
+  if (!(ev->events & ((k & POLLER_RDHUP) | POLLER_HUP | POLLER_ERR)))
+    return;
+  struct kevent ch[2];
+  void *ud = make_udata(fd, e->gen);
+  EV_SET(&ch[0], fd, EVFILT_READ, EV_DELETE | EV_RECEIPT, 0, 0, ud);
+  EV_SET(&ch[1], fd, EVFILT_READ,
+         EV_ADD | EV_ENABLE | EV_RECEIPT | filter_flags(k, 0, 1), 0, 0, ud);
+  if (apply(p, s, ch, 2) == 0)
+    s->ftype[fd] |= FT_LEVELED;
+}
+
 static int kq_wait(poller *p, poller_event *out, int max, int timeout_ms) {
   struct kqueue_state *s = p->bstate;
   int k = 0;
@@ -419,6 +473,7 @@ static int kq_wait(poller *p, poller_event *out, int max, int timeout_ms) {
       if (socket_hung_up(p, out[i].fd))
         out[i].events |= POLLER_HUP;
     }
+    level_after_hangup(p, s, &out[i]);
   }
   return k;
 }
@@ -466,7 +521,7 @@ static int kq_reinit(poller *p) {
     struct poller__fd *e = &p->fds[fd];
     struct kevent ch[4];
     if (e->kmask)
-      (void)apply(p, s, ch, build(ch, fd, e, e->kmask, 0, 0));
+      (void)apply(p, s, ch, build(ch, fd, e, e->kmask, 0, 0, 0));
   }
 #endif
   return 0;

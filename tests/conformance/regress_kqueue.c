@@ -230,3 +230,42 @@ TEST(oneshot_rearm_closed_fd_reports_nval) {
   t_close(a[1]);
   t_assert_clean(p);
 }
+
+/* An interest without IN (RDHUP alone, PRI alone) on a socket with unread
+ * ordinary data reports nothing and sleeps: kqueue's read filter, which
+ * serves IN, PRI and RDHUP alike, fired at every wait for the data, and
+ * the wait spun on reports the core then masked to nothing.  After the
+ * peer's half-close, RDHUP alone is reported at every wait (level). */
+TEST(interest_without_in_sleeps_on_data) {
+  static const unsigned interests[] = {POLLER_RDHUP, POLLER_PRI};
+  for (unsigned i = 0; i < 2; i++) {
+    if (interests[i] == POLLER_RDHUP && T_BACKEND == POLLER_SELECT)
+      continue; /* select cannot watch RDHUP (see poller.h) */
+    poller *p;
+    int a, b;
+    t_open(&p);
+    t_tcp_pair(&a, &b);
+    ASSERT_OK(poller_add(p, a, interests[i], &tag_a));
+    t_write(b, 10);
+    poller_stats before, after;
+    ASSERT_OK(poller_stats_get(p, &before));
+    poller_event out[8];
+    double t0 = t_now_ms();
+    ASSERT_EQ(poller_wait(p, out, 8, 100), 0);
+    ASSERT_GE(t_now_ms() - t0, 99);
+    ASSERT_OK(poller_stats_get(p, &after));
+    ASSERT_LE(after.syscalls - before.syscalls, 12);
+    /* The peer's half-close: RDHUP alone is reported at every wait. */
+    if (interests[i] == POLLER_RDHUP) {
+      ASSERT_SYS(shutdown(b, SHUT_WR));
+      for (int w = 0; w < 3; w++) {
+        unsigned got = t_wait_for(p, a, POLLER_RDHUP, 2000, NULL);
+        ASSERT_NOBITS(got, POLLER_IN | POLLER_HUP);
+      }
+    }
+    ASSERT_OK(poller_del(p, a));
+    t_close(a);
+    t_close(b);
+    t_assert_clean(p);
+  }
+}
