@@ -179,18 +179,28 @@ static unsigned short mode_flags(unsigned want) {
 #define WANT_WRITE(w) ((w)&POLLER_OUT)
 
 /* The kqueue flags of filter f (0 read, 1 write) for the interest w.  The
- * read filter fires for ordinary data whatever the interest, so a level
- * read filter whose interest lacks IN (PRI or RDHUP alone) would fire at
- * every wait while data is unread, for reports the core masks to nothing:
- * the wait would spin (test interest_without_in_sleeps_on_data).  It is
- * made EV_CLEAR instead, which wakes once per arrival of data; when it
- * reports something the interest keeps (RDHUP, HUP, ERR: conditions that
- * last), it is made level again (`leveled`, see level_after_hangup), so
- * that condition is reported at every wait as epoll does. */
+ * read filter fires for ordinary data whatever the interest, so when the
+ * interest lacks IN (PRI or RDHUP alone):
+ * - a level read filter would fire at every wait while data is unread,
+ *   for reports the core masks to nothing, and the wait would spin (test
+ *   interest_without_in_sleeps_on_data).  It is made EV_CLEAR, which wakes
+ *   once per arrival of data; when it reports something the interest
+ *   keeps (RDHUP, HUP, ERR: conditions that last), it is made level again
+ *   (`leveled`, see level_after_hangup), so that condition is reported at
+ *   every wait as epoll does;
+ * - EV_DISPATCH (ONESHOT) would spend its one report on data the core
+ *   masks to nothing, and disable the filter before the hang-up (test
+ *   oneshot_rdhup_alone_survives_data).  It is EV_CLEAR instead: the core
+ *   disarms the registration after the report it does deliver, and drops
+ *   what the filter reports later until the re-arm adds it afresh. */
 static unsigned short filter_flags(unsigned w, int f, int leveled) {
   unsigned short fl = mode_flags(w);
-  if (f == 0 && !leveled && !(w & (POLLER_IN | POLLER_ET | POLLER_ONESHOT)))
-    fl |= EV_CLEAR;
+  if (f == 0 && !(w & POLLER_IN)) {
+    if (w & POLLER_ONESHOT)
+      fl = (unsigned short)((fl & ~EV_DISPATCH) | EV_CLEAR);
+    else if (!(w & POLLER_ET) && !leveled)
+      fl |= EV_CLEAR;
+  }
   return fl;
 }
 
@@ -404,9 +414,8 @@ static void level_after_hangup(poller *p, struct kqueue_state *s,
       fd >= s->nftype || (s->ftype[fd] & FT_LEVELED))
     return;
   unsigned k = e->kmask;
-  if (!WANT_READ(k) || !(filter_flags(k, 0, 0) & EV_CLEAR) ||
-      (mode_flags(k) & EV_CLEAR))
-    return; /* not a read filter made EV_CLEAR by filter_flags */
+  if (!WANT_READ(k) || (k & (POLLER_IN | POLLER_ET | POLLER_ONESHOT)))
+    return; /* not a level read filter made EV_CLEAR by filter_flags */
   if (!(ev->events & ((k & POLLER_RDHUP) | POLLER_HUP | POLLER_ERR)))
     return;
   struct kevent ch[2];

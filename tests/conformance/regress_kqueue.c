@@ -269,3 +269,28 @@ TEST(interest_without_in_sleeps_on_data) {
     t_assert_clean(p);
   }
 }
+
+/* ONESHOT with RDHUP alone: ordinary data that arrives first does not use
+ * up the one report (kqueue's read filter fired for the data, EV_DISPATCH
+ * disabled it, and the report was masked to nothing: the half-close that
+ * followed was never reported). */
+TEST(oneshot_rdhup_alone_survives_data) {
+  if (T_BACKEND == POLLER_SELECT)
+    SKIP("select cannot watch RDHUP (see poller.h)");
+  poller *p;
+  int a, b;
+  t_open(&p);
+  t_tcp_pair(&a, &b);
+  ASSERT_OK(poller_add(p, a, POLLER_RDHUP | POLLER_ONESHOT, &tag_a));
+  t_write(b, 10);
+  t_expect_none(p, a, 50);
+  ASSERT_SYS(shutdown(b, SHUT_WR));
+  poller_event ev;
+  t_wait_for(p, a, POLLER_RDHUP, 2000, &ev);
+  ASSERT_TRUE(ev.data == &tag_a);
+  t_expect_none(p, a, 50); /* once */
+  ASSERT_OK(poller_del(p, a));
+  t_close(a);
+  t_close(b);
+  t_assert_clean(p);
+}
