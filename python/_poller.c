@@ -32,13 +32,6 @@
 
 #define MAX_EVENTS_DEFAULT 1024
 
-/* The C library's version, which the package reports as its own. */
-#define POLLER_STR2(x) #x
-#define POLLER_STR(x) POLLER_STR2(x)
-#define POLLER_VERSION_STRING                                                  \
-  POLLER_STR(POLLER_VERSION_MAJOR)                                             \
-  "." POLLER_STR(POLLER_VERSION_MINOR) "." POLLER_STR(POLLER_VERSION_PATCH)
-
 typedef struct {
   PyObject_HEAD poller *p;
   poller_event *events;
@@ -1042,7 +1035,8 @@ PyMODINIT_FUNC PyInit__poller(void) {
     Py_DECREF(m);
     return NULL;
   }
-  if (PyModule_AddStringConstant(m, "__version__", POLLER_VERSION_STRING) < 0 ||
+  if (PyModule_AddStringConstant(m, "__version__", poller_version_string()) <
+          0 ||
       PyModule_AddIntConstant(m, "IN", POLLER_IN) < 0 ||
       PyModule_AddIntConstant(m, "OUT", POLLER_OUT) < 0 ||
       PyModule_AddIntConstant(m, "PRI", POLLER_PRI) < 0 ||

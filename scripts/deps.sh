@@ -8,10 +8,12 @@ pkgs=(cmake make gcc pkg-config liburing-dev)
 case "$want" in
   core) ;;
   test|bench)
-    # python3-dev builds the extension; libpython3.11-testsuite ships
+    # python3-dev, python3-setuptools, python3-pip and python3-venv build
+    # and install the Python package offline; libpython3.11-testsuite ships
     # test.test_selectors; libev, libevent and libuv are the peers the
     # benchmark compares against; wrk loads the HTTP example.
-    pkgs+=(python3 python3-dev libpython3-dev libpython3.11-testsuite
+    pkgs+=(python3 python3-dev libpython3-dev python3-setuptools python3-pip
+           python3-venv libpython3.11-testsuite
            libev-dev libevent-dev libuv1-dev python3-uvloop wrk valgrind) ;;
   *) echo "usage: $0 [core|test|bench]" >&2; exit 2 ;;
 esac

@@ -2,7 +2,12 @@
 class (one per backend), how many passed, failed and were skipped, with the
 reasons for the skips.  Exit status 0 only when nothing failed.
 
-Usage (from python/): python3 -m tests.run [-v]
+Usage: python3 python/tests/run.py [-v] [--installed]
+  (or python3 -m tests.run from python/, against the module CMake built
+  into the source tree).  The tests import `poller` as installed (site-
+  packages, PYTHONPATH): nothing here puts the source tree on sys.path.
+  --installed fails unless that `poller` is an installed copy, outside the
+  source tree (python/run-tests.sh installs it into a virtual environment).
 """
 import collections
 import os
@@ -10,7 +15,7 @@ import sys
 import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(HERE))
+SOURCE_PACKAGE = os.path.join(os.path.dirname(HERE), "poller")
 
 
 class CountingResult(unittest.TextTestResult):
@@ -47,7 +52,17 @@ class CountingResult(unittest.TextTestResult):
 
 def main():
     verbosity = 2 if "-v" in sys.argv else 1
-    suite = unittest.defaultTestLoader.discover(HERE, top_level_dir=os.path.dirname(HERE))
+    import poller
+    where = os.path.dirname(os.path.abspath(poller.__file__))
+    print(f"poller {poller.__version__} from {where}")
+    if "--installed" in sys.argv and os.path.samefile(where, SOURCE_PACKAGE):
+        print("error: --installed, but poller was imported from the source "
+              "tree", file=sys.stderr)
+        return 2
+    # The test modules are imported as top-level modules from this
+    # directory, so discovery does not put python/ (the source package) on
+    # sys.path ahead of the installed one.
+    suite = unittest.defaultTestLoader.discover(HERE, top_level_dir=HERE)
     runner = unittest.TextTestRunner(verbosity=verbosity, resultclass=CountingResult)
     result = runner.run(suite)
     print()
@@ -63,7 +78,7 @@ def main():
         total.update(c)
     print(f"\n{total['passed']} passed, {total['failed']} failed, "
           f"{total['skipped']} skipped ({sys.executable}, Python "
-          f"{sys.version.split()[0]})")
+          f"{sys.version.split()[0]}, poller from {where})")
     return 0 if result.wasSuccessful() else 1
 
 
