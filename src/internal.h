@@ -155,11 +155,12 @@ static inline struct poller__fd *poller__entry(const poller *p, int fd) {
 /* A hang-up is readable: when the interest has POLLER_IN, a report with
  * HUP or RDHUP gets IN too, on every backend (poller.h: IN means
  * "readable, or the peer closed"; poll and epoll report a pipe whose
- * writer closed as HUP alone).  Branch-free, for the hot path. */
-_Static_assert(POLLER_HUP == POLLER_IN << 4 && POLLER_RDHUP == POLLER_IN << 5,
-               "poller__hup_in moves HUP and RDHUP onto IN");
+ * writer closed as HUP alone).  On the hot path a hang-up is rare: one
+ * well-predicted test, and the interest is read only then. */
 static inline unsigned poller__hup_in(unsigned bits, unsigned interest) {
-  return bits | (((bits >> 4) | (bits >> 5)) & interest & POLLER_IN);
+  if (__builtin_expect((bits & (POLLER_HUP | POLLER_RDHUP)) != 0, 0))
+    bits |= interest & POLLER_IN;
+  return bits;
 }
 
 /* The core's verdict on one report of a plain level registration, for a
@@ -167,9 +168,9 @@ static inline unsigned poller__hup_in(unsigned bits, unsigned interest) {
  * registration is plain (no mode, nothing pending in the core) and gen is
  * its generation, stores the final report in *o and returns 1.  bits must
  * be non-zero and hold only the interest and ERR/HUP, as epoll and
- * io_uring report them for a plain registration (the kernel masks); a
- * hang-up gets IN when the interest has it (poller__hup_in).  Otherwise
- * returns 0 and the backend leaves the raw report for the core's filter
+ * io_uring report them for a plain registration (the kernel masks).
+ * Otherwise (a hang-up included, see poller__hup_in) returns 0 and the
+ * backend leaves the raw report for the core's filter
  * (poller.c), after the final ones, and sets p->nfinal to the number of
  * final reports.  fds and nfds are p->fds and p->nfds, read once by the
  * caller: stores through o could otherwise alias them and force a reload
@@ -177,14 +178,16 @@ static inline unsigned poller__hup_in(unsigned bits, unsigned interest) {
 static inline int poller__report_plain(const struct poller__fd *fds,
                                        unsigned nfds, poller_event *o, int fd,
                                        unsigned bits, unsigned gen) {
-  if ((unsigned)fd >= nfds)
+  /* A hang-up (rare) is left to the filter, which adds IN to it
+   * (poller__hup_in): a test and a branch here, not a merge per report. */
+  if ((unsigned)fd >= nfds || (bits & (POLLER_HUP | POLLER_RDHUP)))
     return 0;
   const struct poller__fd *e = &fds[fd];
   /* One compare says "registered, no mode, nothing pending". */
   if (e->flags != FD_REGISTERED || e->gen != gen)
     return 0;
   o->fd = fd;
-  o->events = poller__hup_in(bits, e->events);
+  o->events = bits;
   o->data = e->data;
   o->gen = gen;
   return 1;
