@@ -5,8 +5,10 @@
  * IN, PRI and RDHUP map to EVFILT_READ, OUT to EVFILT_WRITE, one knote
  * each.  Native modes: level; ET with EV_CLEAR; ONESHOT with EV_DISPATCH,
  * which disables the knote after one report (EV_ONESHOT would delete it)
- * and ctl(rearm) enables again.  udata carries fd | generation << 32 so
- * the core drops reports of an earlier registration of the same fd number.
+ * and ctl(rearm) deletes and adds again (see build).  A read filter whose
+ * interest lacks IN is EV_CLEAR (see filter_flags).  udata carries
+ * fd | generation << 32 so the core drops reports of an earlier
+ * registration of the same fd number.
  *
  * Every change is applied at once, with EV_RECEIPT on each entry, so each
  * change gets its own result and an eventlist exactly as long as the
@@ -47,6 +49,10 @@
  * gone reports HUP (with IN); a pipe whose reader is gone reports ERR
  * (with OUT), as epoll does.  A socket error comes as EV_EOF with the
  * errno in fflags and is reported as ERR.
+ *
+ * A kqueue is not inherited by fork (kqueue(2)): the backend remembers the
+ * process that made it, never closes the number in another process, and
+ * keeps the number across an in-process reinit (see kq_reinit).
  */
 #include "internal.h"
 
