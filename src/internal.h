@@ -11,6 +11,7 @@
 #ifndef POLLER_INTERNAL_H
 #define POLLER_INTERNAL_H
 
+#include "platform.h"
 #include "poller.h"
 
 #include <stdatomic.h>
@@ -133,7 +134,7 @@ struct poller {
   int *special; /* ALWAYS, EDGE_WAIT and FAILED fds: checked each wait */
   int nspecial;
   int capspecial;
-  void *probe_buf; /* struct pollfd[capspecial] for the emulated ET probe */
+  void *probe_buf; /* poller__pollfd[capspecial] for the emulated ET probe */
 
   int wakefd_r, wakefd_w; /* the wakeup channel (eventfd: both equal) */
   atomic_int wake_pending; /* poller_wakeup signalled the channel */

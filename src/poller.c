@@ -22,14 +22,10 @@
 #include "internal.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
-#include <poll.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
 
 /* Bits that say the fd is ready for something (everything but modes). */
 #define READY_BITS                                                             \
@@ -56,10 +52,6 @@ void poller__fault_set(enum poller__fault_point point, int err) {
     poller__fault[point] = err;
 }
 
-/* Conversions between POLLER_* bits and poll(2) bits (backend_poll.c). */
-short poller__to_pollbits(unsigned events);
-unsigned poller__from_pollbits(short revents);
-
 static int check_mask(unsigned events) {
   if (events & ~POLLER_INTEREST_MASK)
     return -EINVAL;
@@ -70,7 +62,7 @@ static int check_mask(unsigned events) {
 
 static int fd_is_open(poller *p, int fd) {
   p->stats.syscalls++;
-  return fcntl(fd, F_GETFD) != -1 || errno != EBADF;
+  return poller__platform_fd_open(fd);
 }
 
 /* Grows the fd table so that it reaches fd.  Never called on the wait
@@ -106,7 +98,7 @@ static int lists_reserve(poller *p, size_t need) {
   size_t n = p->capqueue ? (size_t)p->capqueue * 2 : 16;
   while (n < need)
     n *= 2;
-  if (n > INT_MAX || n > SIZE_MAX / sizeof(struct pollfd))
+  if (n > INT_MAX || n > SIZE_MAX / sizeof(poller__pollfd))
     return -ENOMEM;
   int *q = realloc(p->queue, n * sizeof *q);
   if (!q)
@@ -116,7 +108,7 @@ static int lists_reserve(poller *p, size_t need) {
   if (!s)
     return -ENOMEM;
   p->special = s;
-  void *b = realloc(p->probe_buf, n * sizeof(struct pollfd));
+  void *b = realloc(p->probe_buf, n * sizeof(poller__pollfd));
   if (!b)
     return -ENOMEM;
   p->probe_buf = b;
@@ -239,11 +231,7 @@ static int flush(poller *p, int report) {
   return first_err;
 }
 
-static long long now_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
+static long long now_ns(void) { return poller__platform_now_ns(); }
 
 /* Milliseconds left until deadline, rounded up so a wait never ends
  * before its deadline and never turns into a zero-timeout spin. */
@@ -300,9 +288,9 @@ static unsigned backend_view(const poller *p, const struct poller__fd *e,
  * hang-up that select showed as IN is not new to them). */
 static unsigned select_edge(poller *p, int fd, const struct poller__fd *e,
                             unsigned bits) {
-  struct pollfd pf = {fd, poller__to_pollbits(e->events & READY_BITS), 0};
+  poller__pollfd pf = {fd, poller__to_pollbits(e->events & READY_BITS), 0};
   p->stats.syscalls++;
-  if (poll(&pf, 1, 0) == 1)
+  if (poller__platform_probe(&pf, 1) == 1)
     bits |= probe_view(e, pf.revents);
   return bits;
 }
@@ -322,7 +310,7 @@ static void special_reverse(poller *p, int from, int to) {
  * (FD_INBATCH) are skipped, so a second scan can top up the batch. */
 static int scan_special(poller *p, poller_event *out, int max,
                         int always_max, int *held) {
-  struct pollfd *probe = p->probe_buf;
+  poller__pollfd *probe = p->probe_buf;
   int nprobe = 0, n = 0;
   int first_left = -1; /* the first entry left out for want of room */
   for (int i = 0; i < p->nspecial;) {
@@ -385,11 +373,11 @@ static int scan_special(poller *p, poller_event *out, int max,
   }
   if (nprobe == 0)
     return n;
-  /* Emulated ET: one zero-timeout poll(2) over the fds reported earlier,
-   * to learn which have become not-ready (re-arm them) and which gained a
-   * new readiness bit (report it: a transition). */
+  /* Emulated ET: one zero-timeout probe (poll(2)) over the fds reported
+   * earlier, to learn which have become not-ready (re-arm them) and which
+   * gained a new readiness bit (report it: a transition). */
   p->stats.syscalls++;
-  if (poll(probe, (nfds_t)nprobe, 0) < 0)
+  if (poller__platform_probe(probe, nprobe) < 0)
     return n;
   for (int i = 0; i < nprobe; i++) {
     int fd = probe[i].fd;
@@ -919,15 +907,14 @@ int poller_fd(const poller *p) {
 static int off_registered(poller *p, int *fd) {
   int moved = -1;
   while (*fd < p->nfds && (p->fds[*fd].flags & (FD_REGISTERED | FD_FAILED))) {
-    int to = fcntl(*fd, F_DUPFD_CLOEXEC, *fd + 1);
+    int to = poller__platform_dup_above(*fd);
     if (to < 0) {
-      int r = -errno;
       if (moved >= 0)
-        close(moved);
-      return r;
+        poller__platform_close(moved);
+      return to;
     }
     if (moved >= 0)
-      close(moved);
+      poller__platform_close(moved);
     *fd = moved = to;
   }
   return 0;
@@ -946,13 +933,13 @@ static int wake_open(poller *p, int *rfd, int *wfd) {
     *wfd = *rfd;
   /* off_registered left the originals open when it moved them. */
   if (*rfd != r0)
-    close(r0);
+    poller__platform_close(r0);
   if (!same && *wfd != w0)
-    close(w0);
+    poller__platform_close(w0);
   if (r < 0) {
-    close(*rfd);
+    poller__platform_close(*rfd);
     if (!same)
-      close(*wfd);
+      poller__platform_close(*wfd);
     *rfd = *wfd = -1;
   }
   return r;
@@ -985,10 +972,10 @@ static void wake_close(poller *p) {
   if (p->wakefd_r >= 0) {
     if (p->wakefd_r < p->nfds)
       memset(&p->fds[p->wakefd_r], 0, sizeof p->fds[0]);
-    close(p->wakefd_r);
+    poller__platform_close(p->wakefd_r);
   }
   if (p->wakefd_w >= 0 && p->wakefd_w != p->wakefd_r)
-    close(p->wakefd_w);
+    poller__platform_close(p->wakefd_w);
   p->wakefd_r = p->wakefd_w = -1;
 }
 
@@ -1019,7 +1006,7 @@ static int open_with(poller **pp, const struct poller__backend *be) {
 static int env_backend(void) {
   /* Ignored in setuid and setgid programs: the environment is the
    * caller's, not the owner's. */
-  if (getuid() != geteuid() || getgid() != getegid())
+  if (!poller__platform_env_trusted())
     return -1;
   const char *name = getenv("POLLER_BACKEND");
   if (!name || !*name)
@@ -1080,9 +1067,9 @@ int poller_reinit(poller *p) {
   if (r < 0)
     return r;
   if ((r = p->be->reinit(p)) < 0) {
-    close(rfd);
+    poller__platform_close(rfd);
     if (wfd != rfd)
-      close(wfd);
+      poller__platform_close(wfd);
     return r;
   }
   wake_close(p);

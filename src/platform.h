@@ -1,0 +1,47 @@
+/*
+ * platform.h - the few operating-system calls the core (poller.c) makes,
+ * behind one small interface, so the core has no conditional code: the
+ * readiness probe of emulated edge-triggered mode, "is this descriptor
+ * open", moving a descriptor to a higher number, closing one, the
+ * monotonic clock and whether the environment may be trusted.
+ * platform_posix.c implements it on Unix, platform_win32.c on Windows
+ * (where a descriptor is a Winsock SOCKET value).  Not installed.
+ */
+#ifndef POLLER_PLATFORM_H
+#define POLLER_PLATFORM_H
+
+#ifdef _WIN32
+/* One entry of a readiness probe, laid out as struct pollfd; the bits are
+ * those of poller__to_pollbits. */
+typedef struct {
+  int fd;
+  short events;
+  short revents;
+} poller__pollfd;
+#else
+#include <poll.h>
+typedef struct pollfd poller__pollfd;
+#endif
+
+/* Conversions between POLLER_* bits and the probe's bits (poll(2)'s on
+ * Unix, defined by backend_poll.c; platform_win32.c on Windows). */
+short poller__to_pollbits(unsigned events);
+unsigned poller__from_pollbits(short revents);
+
+/* Fills revents of pf[0..n) with the readiness of each fd now, without
+ * blocking.  Returns the number of entries with revents set, or -errno. */
+int poller__platform_probe(poller__pollfd *pf, int n);
+/* Returns 1 when fd is an open descriptor (Windows: a socket), else 0. */
+int poller__platform_fd_open(int fd);
+/* Returns a close-on-exec duplicate of fd numbered above fd, or -errno
+ * (-ENOSYS where descriptors cannot be moved). */
+int poller__platform_dup_above(int fd);
+/* Closes a descriptor the core owns (the wakeup channel's). */
+void poller__platform_close(int fd);
+/* The monotonic clock in nanoseconds. */
+long long poller__platform_now_ns(void);
+/* Returns 1 when the environment is the caller's own (not a setuid or
+ * setgid program's), so POLLER_BACKEND may be read. */
+int poller__platform_env_trusted(void);
+
+#endif /* POLLER_PLATFORM_H */
