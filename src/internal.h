@@ -223,6 +223,7 @@ enum poller__fault_point {
   POLLER__FAULT_URING_SETUP, /* io_uring probe and init */
   POLLER__FAULT_CTL,         /* every backend ctl that is not a removal */
   POLLER__FAULT_INIT_NATIVE, /* poller_open of epoll and kqueue */
+  POLLER__FAULT_REBUILD,     /* the core's rebuild of the kernel set */
   POLLER__FAULT_COUNT
 };
 extern int poller__fault[POLLER__FAULT_COUNT];

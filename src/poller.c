@@ -33,6 +33,10 @@
    POLLER_RDHUP)
 #define MODE_BITS (POLLER_ET | POLLER_ONESHOT)
 
+/* How long poller_wait naps between kernel waits while ghosts it cannot
+ * remove make every kernel wait return at once (see poller_wait). */
+#define GHOST_NAP_MS 10
+
 /* Extra flags beyond internal.h's, private to the core. */
 #define FD_INBATCH 0x80u    /* reported by the special scan in this wait */
 #define FD_KDISARMED 0x100u /* native ONESHOT fired: the kernel disarmed it */
@@ -191,7 +195,7 @@ static void drop_registration(poller *p, int fd, struct poller__fd *e,
   }
 }
 
-static void rebuild_kernel_set(poller *p);
+static int rebuild_kernel_set(poller *p);
 
 /* Sends the queued changes to the backend.  A change the kernel refuses
  * drops the registration; with `report` the drop is reported as
@@ -535,10 +539,17 @@ static void filter(poller *p, poller_event *out, int from, int k, int *n,
  * a new epoll instance (backend reinit keeps poller_fd's number) holding
  * the wakeup fd and every live registration.  O(registered) system calls,
  * no allocation, and only after a close-before-del. */
-static void rebuild_kernel_set(poller *p) {
+static int rebuild_kernel_set(poller *p) {
   p->rebuild_due = 0;
-  if (!p->be->rebuild || p->be->rebuild(p) < 0)
-    return; /* the old set stays: stale reports stay filtered */
+  int r = poller__fault[POLLER__FAULT_REBUILD];
+  if (r == 0)
+    r = p->be->rebuild ? p->be->rebuild(p) : -ENOSYS;
+  if (r < 0) {
+    /* The old set stays: stale reports stay filtered, the next flush
+     * tries again, and poller_wait degrades rather than spin. */
+    p->rebuild_due = 1;
+    return r;
+  }
   struct poller__fd *w = &p->fds[p->wakefd_r];
   if (p->be->ctl(p, p->wakefd_r, w, 0, POLLER_IN, 0) != 0)
     w->kmask = 0;
@@ -551,6 +562,7 @@ static void rebuild_kernel_set(poller *p) {
     queue_change(p, fd, e);
   }
   (void)flush(p, 1);
+  return 0;
 }
 
 int poller_wait(poller *p, poller_event *out, int max, int timeout_ms) {
@@ -619,9 +631,10 @@ int poller_wait(poller *p, poller_event *out, int max, int timeout_ms) {
     } else {
       filter(p, out, n, k, &n, &internal, mark, 1);
     }
+    int ghosts = 0;
     if (p->stats.stale != stale &&
         (p->be->caps & POLLER__CAP_STALE_REBUILD))
-      rebuild_kernel_set(p); /* ghosts of closed fds, see above */
+      ghosts = rebuild_kernel_set(p) < 0; /* ghosts of closed fds, above */
     if (internal) {
       /* The wakeup channel is signalled by poller_wakeup, and by
        * keep_fd_readable for poller_fd's sake.  Only the first ends the
@@ -647,6 +660,18 @@ int poller_wait(poller *p, poller_event *out, int max, int timeout_ms) {
     /* Only stale reports: wait again for the time that is left. */
     if (tmo > 0 && (tmo = ms_left(deadline)) == 0)
       break;
+    if (ghosts) {
+      /* The kernel set could not be replaced (no memory): its ghosts
+       * would end every kernel wait at once.  Rather than spin, wait on
+       * the wakeup channel alone for a short while between kernel waits:
+       * reports may come up to that much late, wakeups do not. */
+      int nap = tmo < 0 || tmo > GHOST_NAP_MS ? GHOST_NAP_MS : tmo;
+      struct pollfd w = {p->wakefd_r, POLLIN, 0};
+      p->stats.syscalls++;
+      (void)poll(&w, 1, nap);
+      if (tmo > 0 && (tmo = ms_left(deadline)) == 0)
+        tmo = 0; /* one last kernel wait, without blocking */
+    }
   }
   if (held && n < max)
     n += scan_special(p, out + n, max - n, max - n, &held);

@@ -633,3 +633,41 @@ TEST(ghost_out_of_fds_no_spin) {
   t_close(sv[1]);
   t_assert_clean(p);
 }
+
+/* When the kernel set cannot be replaced at all (no memory), a wait with
+ * a ghost and nothing to report still does not spin, and a wakeup still
+ * ends it; once the set can be replaced, waits sleep again. */
+TEST(ghost_rebuild_refused_no_spin) {
+  poller *p;
+  t_open(&p);
+  int sv[2];
+  t_socketpair(sv);
+  ASSERT_OK(poller_add(p, sv[0], POLLER_IN, &tag_a));
+  ASSERT_OK(poller_flush(p));
+  int keep = dup(sv[0]);
+  ASSERT_SYS(keep);
+  int fd = sv[0];
+  t_close(fd);
+  ASSERT_OK(poller_del(p, fd));
+  t_write(sv[1], 1);
+  poller__fault_set(POLLER__FAULT_REBUILD, -ENOMEM);
+  unsigned long long before = syscalls_of(p);
+  poller_event out[8];
+  double t0 = t_now_ms();
+  ASSERT_EQ(poller_wait(p, out, 8, 300), 0);
+  ASSERT_GE(t_now_ms() - t0, 299);
+  /* A spin makes tens of thousands of calls in 300 ms. */
+  ASSERT_LE(syscalls_of(p) - before, 400);
+  pthread_t th;
+  ASSERT_EQ(pthread_create(&th, NULL, wake_later, p), 0);
+  t0 = t_now_ms();
+  ASSERT_EQ(poller_wait(p, out, 8, -1), 0);
+  ASSERT_GE(t_now_ms() - t0, 140);
+  ASSERT_EQ(pthread_join(th, NULL), 0);
+  poller__fault_set(POLLER__FAULT_REBUILD, 0);
+  assert_sleeps(p, 100);
+  assert_sleeps(p, 50);
+  t_close(keep);
+  t_close(sv[1]);
+  t_assert_clean(p);
+}
