@@ -294,3 +294,44 @@ TEST(oneshot_rdhup_alone_survives_data) {
   t_close(b);
   t_assert_clean(p);
 }
+
+/* ONESHOT with more ready fds than max: every fd is reported exactly once,
+ * readable and writable in one report, none lost (kqueue fetches more
+ * events than fit and keeps the EV_DISPATCH ones it cannot report yet,
+ * which the kernel would not repeat). */
+TEST(oneshot_small_max_each_fd_once) {
+  enum { N = 6 };
+  poller *p;
+  int sv[N][2];
+  t_open(&p);
+  for (int i = 0; i < N; i++) {
+    t_socketpair(sv[i]);
+    t_write(sv[i][1], 1);
+    ASSERT_OK(poller_add(p, sv[i][0], POLLER_IN | POLLER_OUT | POLLER_ONESHOT,
+                         &sv[i]));
+  }
+  int seen[N] = {0}, total = 0;
+  for (int w = 0; w < 2 * N + 3 && total < N; w++) {
+    poller_event ev;
+    int n = poller_wait(p, &ev, 1, 500);
+    ASSERT_GE(n, 0);
+    if (n == 0)
+      continue;
+    int idx = (int)((int(*)[2])ev.data - sv);
+    ASSERT_GE(idx, 0);
+    ASSERT_LT(idx, N);
+    ASSERT_EQ(ev.events, POLLER_IN | POLLER_OUT);
+    ASSERT_EQ(seen[idx], 0);
+    seen[idx] = 1;
+    total++;
+  }
+  ASSERT_EQ(total, N);
+  poller_event out[8];
+  ASSERT_EQ(poller_wait(p, out, 8, 30), 0); /* all disarmed */
+  for (int i = 0; i < N; i++) {
+    ASSERT_OK(poller_del(p, sv[i][0]));
+    t_close(sv[i][0]);
+    t_close(sv[i][1]);
+  }
+  t_assert_clean(p);
+}
