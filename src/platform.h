@@ -31,6 +31,9 @@ unsigned poller__from_pollbits(short revents);
 /* Fills revents of pf[0..n) with the readiness of each fd now, without
  * blocking.  Returns the number of entries with revents set, or -errno. */
 int poller__platform_probe(poller__pollfd *pf, int n);
+/* Waits at most timeout_ms (>= 0) for fd to become readable.  Returns 1
+ * when it is, 0 on timeout, or -errno (-EINTR included). */
+int poller__platform_wait_readable(int fd, int timeout_ms);
 /* Returns 1 when fd is an open descriptor (Windows: a socket), else 0. */
 int poller__platform_fd_open(int fd);
 /* Returns a close-on-exec duplicate of fd numbered above fd, or -errno

@@ -16,6 +16,12 @@ int poller__platform_probe(poller__pollfd *pf, int n) {
   return r < 0 ? -errno : r;
 }
 
+int poller__platform_wait_readable(int fd, int timeout_ms) {
+  struct pollfd pf = {fd, POLLIN, 0};
+  int r = poll(&pf, 1, timeout_ms);
+  return r < 0 ? -errno : r;
+}
+
 int poller__platform_fd_open(int fd) {
   /* Only EBADF says "not open": any other failure leaves it to the
    * kernel's own registration call to judge the descriptor. */

@@ -666,9 +666,8 @@ int poller_wait(poller *p, poller_event *out, int max, int timeout_ms) {
        * the wakeup channel alone for a short while between kernel waits:
        * reports may come up to that much late, wakeups do not. */
       int nap = tmo < 0 || tmo > GHOST_NAP_MS ? GHOST_NAP_MS : tmo;
-      struct pollfd w = {p->wakefd_r, POLLIN, 0};
       p->stats.syscalls++;
-      (void)poll(&w, 1, nap);
+      (void)poller__platform_wait_readable(p->wakefd_r, nap);
       if (tmo > 0 && (tmo = ms_left(deadline)) == 0)
         tmo = 0; /* one last kernel wait, without blocking */
     }
