@@ -52,6 +52,16 @@ class Transport:
         err = self.socket.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
         if err:
             raise OSError(err, os.strerror(err))
+        # Reading SO_ERROR clears it, and some kqueue emulations (libkqueue)
+        # read it themselves to fill in the event: without a peer the
+        # connect failed all the same, with its errno lost.
+        try:
+            self.socket.getpeername()
+        except OSError as exc:
+            if exc.errno != errno.ENOTCONN:
+                raise
+            raise OSError(errno.ENOTCONN, "connect failed (its error was "
+                          "consumed before SO_ERROR was read)") from None
         self.connected = True
         self.handle_connect()
 

@@ -15,6 +15,16 @@ from poller import pike
 BACKENDS = ["select", "poll", "epoll", "uring", "kqueue"]
 
 
+def refused_error(backend):
+    """The error a refused connect reaches handle_error with.  libkqueue
+    (kqueue on Linux) reads SO_ERROR itself, which clears it, so there the
+    transport only learns that the socket has no peer (ENOTCONN); native
+    kqueue keeps ConnectionRefusedError."""
+    if backend == "kqueue" and sys.platform.startswith("linux"):
+        return OSError
+    return ConnectionRefusedError
+
+
 def backend_cases(base):
     """One TestCase per backend; unusable backends are skipped with the
     reason."""
@@ -480,7 +490,7 @@ class PikeTests:
         bp.add_channel(c)
         bp.loop(timeout=2)
         self.assertEqual(len(errors), 1)
-        self.assertIsInstance(errors[0], ConnectionRefusedError)
+        self.assertIsInstance(errors[0], refused_error(self.BACKEND))
 
 
 class PikeMoreTests:
@@ -705,7 +715,7 @@ class PikeDocumentedSubclass:
         bp.add_channel(t)
         bp.loop(timeout=5)
         self.assertEqual(len(seen), 1)
-        self.assertIsInstance(seen[0], ConnectionRefusedError)
+        self.assertIsInstance(seen[0], refused_error(self.BACKEND))
 
     def test_process_writables_writes_connected_without_deferred_write(self):
         writes = []
