@@ -446,6 +446,20 @@ static pthread_mutex_t sig_lock = PTHREAD_MUTEX_INITIALIZER;
 static int sig_users[NSIGNALS]; /* watchers per signal, all loops */
 static struct sigaction sig_saved[NSIGNALS];
 
+/* The table's lock is held across fork, so a child never inherits it
+ * locked by a thread that does not exist in the child (it would deadlock
+ * at its first signal watcher). */
+static pthread_once_t sig_atfork_once = PTHREAD_ONCE_INIT;
+static void sig_prefork(void) { pthread_mutex_lock(&sig_lock); }
+static void sig_postfork(void) { pthread_mutex_unlock(&sig_lock); }
+static void sig_atfork_install(void) {
+  (void)pthread_atfork(sig_prefork, sig_postfork, sig_postfork);
+}
+static void sig_table_lock(void) {
+  (void)pthread_once(&sig_atfork_once, sig_atfork_install);
+  pthread_mutex_lock(&sig_lock);
+}
+
 static void on_signal(int signum) {
   atomic_fetch_add(&sig_in_handler, 1);
   for (int i = 0; i < MAX_SIGNAL_LOOPS; i++) {
@@ -476,7 +490,7 @@ static int signals_join(poller_loop *l) {
 
 /* Leaves the table; waits out handlers that may still read l. */
 static void signals_forget(poller_loop *l) {
-  pthread_mutex_lock(&sig_lock);
+  sig_table_lock();
   for (int i = 0; i < MAX_SIGNAL_LOOPS; i++)
     if (atomic_load(&sig_loops[i]) == l)
       atomic_store(&sig_loops[i], NULL);
@@ -496,7 +510,7 @@ int poller_signal_start(poller_loop *l, poller_signal *s, int signum,
   IS_LISTED(listed, poller_signal, l->signals, s);
   if (listed)
     return -EBUSY;
-  pthread_mutex_lock(&sig_lock);
+  sig_table_lock();
   int r = signals_join(l);
   if (r == 0 && sig_users[signum] == 0) {
     struct sigaction sa;
@@ -535,7 +549,7 @@ int poller_signal_stop(poller_signal *s) {
   l->version++;
   atomic_fetch_sub(&l->sigwatch[s->signum], 1);
   l->alive--;
-  pthread_mutex_lock(&sig_lock);
+  sig_table_lock();
   if (--sig_users[s->signum] == 0)
     sigaction(s->signum, &sig_saved[s->signum], NULL);
   pthread_mutex_unlock(&sig_lock);

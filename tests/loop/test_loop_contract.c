@@ -593,3 +593,86 @@ TEST(run_survives_transient_wait_errors) {
   ASSERT_GE(atomic_load(&eintr_handled), 5);
   close_loop(l);
 }
+
+/* ---- fork while another thread starts and stops signal watchers ---- */
+
+#if defined(__SANITIZE_ADDRESS__)
+#define T_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define T_ASAN 1
+#endif
+#endif
+
+static void on_sig_nothing(poller_signal *s, int signum, unsigned count,
+                           void *arg) {
+  (void)s;
+  (void)signum;
+  (void)count;
+  (void)arg;
+}
+
+struct sigchurn {
+  atomic_int stop;
+  atomic_int rounds;
+  poller_loop *loop;
+};
+
+/* Starts and stops a watcher of a signal nobody else watches, so every
+ * start and stop changes the process-wide disposition under the signal
+ * table's lock. */
+static void *sig_churn(void *arg) {
+  struct sigchurn *c = arg;
+  poller_signal s;
+  while (!atomic_load(&c->stop)) {
+    if (poller_signal_start(c->loop, &s, SIGWINCH, on_sig_nothing, NULL) ==
+        0)
+      poller_signal_stop(&s);
+    atomic_fetch_add(&c->rounds, 1);
+  }
+  return NULL;
+}
+
+/* A child forked while another thread starts and stops signal watchers
+ * can watch signals itself: the process-wide signal table's lock is not
+ * left held in the child (it is taken around fork). */
+TEST_TIMEOUT(signal_fork_while_thread_watches, 60) {
+#ifdef T_ASAN
+  SKIP("AddressSanitizer's allocator can deadlock a child forked while "
+       "another thread allocates");
+#endif
+  struct sigchurn c;
+  atomic_init(&c.stop, 0);
+  atomic_init(&c.rounds, 0);
+  c.loop = open_loop();
+  pthread_t th;
+  ASSERT_EQ(pthread_create(&th, NULL, sig_churn, &c), 0);
+  while (atomic_load(&c.rounds) < 100)
+    t_sleep_ms(1);
+  int hung = 0, failed = 0, forks = 200;
+  for (int i = 0; i < forks && !hung; i++) {
+    pid_t pid = fork();
+    ASSERT_SYS(pid);
+    if (pid == 0) {
+      alarm(5);
+      poller_signal s;
+      /* The child's copy of the loop: starting a watcher takes the
+       * signal table's lock. */
+      if (poller_signal_start(c.loop, &s, SIGUSR1, on_sig_nothing, NULL) < 0)
+        _exit(2);
+      _exit(0);
+    }
+    int status;
+    ASSERT_EQ(waitpid(pid, &status, 0), pid);
+    if (WIFSIGNALED(status) && WTERMSIG(status) == SIGALRM)
+      hung++;
+    else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+      failed++;
+  }
+  atomic_store(&c.stop, 1);
+  pthread_join(th, NULL);
+  t_note("%d forks: %d children deadlocked, %d failed", forks, hung, failed);
+  ASSERT_EQ(hung, 0);
+  ASSERT_EQ(failed, 0);
+  close_loop(c.loop);
+}
