@@ -565,6 +565,24 @@ static int rebuild_kernel_set(poller *p) {
   return 0;
 }
 
+/* Drops the reports of out[from, n) whose fd already has one in
+ * out[0, from), merging their bits into it, and returns the new n.  A
+ * batch topped up by a second backend wait (see poller_wait) would
+ * otherwise report a level fd twice: the kernel reports it again. */
+static int drop_repeats(poller_event *out, int from, int n) {
+  int w = from;
+  for (int i = from; i < n; i++) {
+    int j = 0;
+    while (j < from && out[j].fd != out[i].fd)
+      j++;
+    if (j < from)
+      out[j].events |= out[i].events;
+    else
+      out[w++] = out[i];
+  }
+  return w;
+}
+
 int poller_wait(poller *p, poller_event *out, int max, int timeout_ms) {
   if (!p || !out)
     return -EFAULT;
@@ -623,6 +641,7 @@ int poller_wait(poller *p, poller_event *out, int max, int timeout_ms) {
     unsigned long long stale = p->stats.stale;
     int fin = p->nfinal;
     int internal = 0;
+    int before = n;
     p->nfinal = 0;
     if (fin >= 0) {
       n += fin;
@@ -630,6 +649,10 @@ int poller_wait(poller *p, poller_event *out, int max, int timeout_ms) {
         filter(p, out, n, k - fin, &n, &internal, mark, 0);
     } else {
       filter(p, out, n, k, &n, &internal, mark, 1);
+    }
+    if (topped == 1) {
+      n = drop_repeats(out, before, n);
+      topped = 2;
     }
     int ghosts = 0;
     if (p->stats.stale != stale &&
