@@ -133,7 +133,12 @@ enum poller_option {
 int poller_open(poller **p, enum poller_backend backend);
 
 /* Closes the poller: releases the kernel object, every registration and
- * all memory.  The caller's fds stay open.  NULL is ignored. */
+ * all memory.  The caller's fds stay open.  Every file that the kernel
+ * object still held is released when this returns: on io_uring the poll
+ * requests, which hold a reference to their files (also those of fds
+ * closed without poller_del), are cancelled and completed first.  In a
+ * forked child that did not call poller_reinit, the parent's kernel object
+ * is left alone.  NULL is ignored. */
 void poller_close(poller *p);
 
 /* Returns the backend in use (never POLLER_AUTO), or POLLER_AUTO for NULL. */
@@ -173,8 +178,11 @@ int poller_mod(poller *p, int fd, unsigned events, void *data);
 /* Removes fd's registration, with its whole stack.  The kernel no longer
  * watches the fd when this returns, so closing it right after is safe, and
  * no event of this registration is reported afterwards.  Succeeds for an
- * fd closed since it was added.  Returns 0; -EFAULT; -ENOENT for an
- * unknown fd. */
+ * fd closed since it was added.  On io_uring a poll request holds a
+ * reference to its file: an fd closed with close(2) before poller_del
+ * keeps its file open (a socket's peer sees no EOF, a listener still
+ * accepts) until poller_del or poller_close, which release it before they
+ * return.  Returns 0; -EFAULT; -ENOENT for an unknown fd. */
 int poller_del(poller *p, int fd);
 
 /* Stores fd's registration (interest, data, generation) in *key.
@@ -245,6 +253,9 @@ int poller_fd(const poller *p);
 
 /* Rebuilds the kernel object in a forked child and registers every fd
  * again; the parent's poller is unaffected.  Pending wakeups are dropped.
+ * On io_uring the child's copy of the ring is dropped at fork (the ring
+ * and the files it watches stay the parent's alone); until poller_reinit,
+ * poller_wait in the child returns -ECHILD.
  * Returns 0; -EFAULT; or the kernel's error (the poller is then unusable
  * except for poller_close). */
 int poller_reinit(poller *p);

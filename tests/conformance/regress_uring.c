@@ -1,0 +1,665 @@
+/*
+ * regress_uring.c - regression tests for the io_uring defects of issue 8
+ * (items 12-19).  Each pins a contract behaviour that epoll, poll and
+ * select already keep, so each runs on every backend: passing everywhere
+ * shows that the contract is the same.
+ */
+#include "harness.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+/* A listening TCP socket on 127.0.0.1 (an ephemeral port), non-blocking;
+ * its address is stored in *sa. */
+static int listener(struct sockaddr_in *sa) {
+  int l = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  ASSERT_SYS(l);
+  memset(sa, 0, sizeof *sa);
+  sa->sin_family = AF_INET;
+  sa->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof *sa;
+  ASSERT_SYS(bind(l, (struct sockaddr *)sa, sizeof *sa));
+  ASSERT_SYS(listen(l, 8));
+  ASSERT_SYS(getsockname(l, (struct sockaddr *)sa, &len));
+  return l;
+}
+
+/* Asserts that a blocking connect to sa is refused at once: nothing
+ * listens there any more. */
+static void assert_refused(const struct sockaddr_in *sa) {
+  int c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_SYS(c);
+  int r = connect(c, (const struct sockaddr *)sa, sizeof *sa);
+  int err = r < 0 ? errno : 0;
+  close(c);
+  if (r == 0)
+    FAIL("connect succeeded: the closed listener is still alive");
+  ASSERT_EQ(err, ECONNREFUSED);
+}
+
+/* Item 12: the del of an edge-triggered registration added since the last
+ * wait, on a file that is ready, releases the file before poller_del
+ * returns: after close, the pipe's writer gets EPIPE with no further
+ * poller call. */
+TEST(uring_del_fresh_et_releases_pipe) {
+  poller *p;
+  int fds[2];
+  t_open(&p);
+  signal(SIGPIPE, SIG_IGN);
+  for (int i = 0; i < 20; i++) {
+    t_pipe(fds);
+    t_write(fds[1], 1);
+    ASSERT_OK(poller_add(p, fds[0], POLLER_IN | POLLER_ET, NULL));
+    if (i & 1)
+      ASSERT_OK(poller_flush(p));
+    ASSERT_OK(poller_del(p, fds[0]));
+    t_close(fds[0]);
+    ssize_t r = write(fds[1], "x", 1);
+    int err = r < 0 ? errno : 0;
+    ASSERT_EQ(r, -1);
+    ASSERT_EQ(err, EPIPE);
+    t_close(fds[1]);
+  }
+  t_assert_clean(p);
+}
+
+/* Item 12, for a socket and for every mode: after del and close, the peer
+ * reads EOF at once. */
+TEST(uring_del_then_close_peer_sees_eof) {
+  static const unsigned modes[] = {POLLER_IN, POLLER_IN | POLLER_ET,
+                                   POLLER_IN | POLLER_ONESHOT,
+                                   POLLER_IN | POLLER_OUT | POLLER_ET};
+  poller *p;
+  t_open(&p);
+  for (size_t m = 0; m < sizeof modes / sizeof modes[0]; m++) {
+    for (int waited = 0; waited < 3; waited++) {
+      int sv[2];
+      t_socketpair(sv);
+      t_write(sv[1], 1);
+      ASSERT_OK(poller_add(p, sv[0], modes[m], NULL));
+      /* 0: del in the same submission as the add; 1: after a flush; 2:
+       * after a report. */
+      if (waited == 2)
+        t_wait_for(p, sv[0], POLLER_IN, 2000, NULL);
+      else if (waited == 1)
+        ASSERT_OK(poller_flush(p));
+      ASSERT_OK(poller_del(p, sv[0]));
+      /* Closing with unread data would send a reset, not EOF. */
+      ASSERT_EQ(t_drain(sv[0]), 1);
+      t_close(sv[0]);
+      char c;
+      ssize_t r = read(sv[1], &c, 1);
+      if (r != 0)
+        FAIL("mode 0x%x waited %d: peer read %zd (%s), want EOF", modes[m],
+             waited, r, r < 0 ? strerror(errno) : "data");
+      t_close(sv[1]);
+    }
+  }
+  t_assert_clean(p);
+}
+
+/* Item 18: a listener closed after poller_del is refused at once. */
+TEST(uring_listener_closed_after_del_refuses) {
+  poller *p;
+  struct sockaddr_in sa;
+  t_open(&p);
+  for (int et = 0; et < 2; et++) {
+    int l = listener(&sa);
+    ASSERT_OK(poller_add(p, l, POLLER_IN | (et ? POLLER_ET : 0), NULL));
+    poller_event out[4];
+    ASSERT_EQ(poller_wait(p, out, 4, 0), 0);
+    ASSERT_OK(poller_del(p, l));
+    t_close(l);
+    assert_refused(&sa);
+  }
+  t_assert_clean(p);
+}
+
+/* Item 18: poller_close releases every file before it returns: a listener
+ * closed (without poller_del) before poller_close is refused right after
+ * poller_close. */
+TEST(uring_listener_closed_then_poller_close_refuses) {
+  int fds0 = t_fd_count();
+  for (int i = 0; i < 10; i++) {
+    poller *p;
+    struct sockaddr_in sa;
+    t_open(&p);
+    int l = listener(&sa);
+    ASSERT_OK(poller_add(p, l, POLLER_IN | (i & 1 ? POLLER_ET : 0), NULL));
+    poller_event out[4];
+    ASSERT_EQ(poller_wait(p, out, 4, 0), 0);
+    t_close(l);
+    poller_close(p);
+    assert_refused(&sa);
+  }
+  ASSERT_EQ(t_fd_count(), fds0);
+}
+
+/* Item 18: a forked child that inherited the poller does not keep the
+ * parent's files alive: after the child closed its own copy of the
+ * listener, the parent's close and poller_close leave nothing listening,
+ * while the child lives on. */
+TEST(uring_fork_child_does_not_keep_listener) {
+  poller *p;
+  struct sockaddr_in sa;
+  int go[2], ready[2];
+  t_open(&p);
+  int l = listener(&sa);
+  ASSERT_OK(poller_add(p, l, POLLER_IN, NULL));
+  poller_event out[4];
+  ASSERT_EQ(poller_wait(p, out, 4, 0), 0);
+  ASSERT_SYS(pipe2(go, O_CLOEXEC));
+  ASSERT_SYS(pipe2(ready, O_CLOEXEC));
+  fflush(stdout);
+  pid_t pid = fork();
+  ASSERT_SYS(pid);
+  if (pid == 0) {
+    close(l);
+    close(go[1]);
+    close(ready[0]);
+    (void)!write(ready[1], "r", 1);
+    char c;
+    (void)!read(go[0], &c, 1); /* lives until the parent is done */
+    _exit(0);
+  }
+  t_close(go[0]);
+  t_close(ready[1]);
+  char c;
+  ASSERT_EQ(read(ready[0], &c, 1), 1);
+  /* Closed without poller_del: poller_close must release it. */
+  t_close(l);
+  poller_close(p);
+  assert_refused(&sa);
+  t_close(go[1]);
+  int status;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  t_close(ready[0]);
+}
+
+/* Item 18: a child that closes the inherited poller without reinit does
+ * not take the parent's registrations away, and a child that reinits gets
+ * a working poller. */
+TEST(uring_fork_child_close_leaves_parent_armed) {
+  poller *p;
+  int a[2], b[2];
+  t_open(&p);
+  t_pipe(a);
+  t_pipe(b);
+  ASSERT_OK(poller_add(p, a[0], POLLER_IN, NULL));
+  ASSERT_OK(poller_add(p, b[0], POLLER_IN | POLLER_ET, NULL));
+  poller_event out[4];
+  ASSERT_EQ(poller_wait(p, out, 4, 0), 0);
+  for (int reinit = 0; reinit < 2; reinit++) {
+    fflush(stdout);
+    pid_t pid = fork();
+    ASSERT_SYS(pid);
+    if (pid == 0) {
+      if (reinit) {
+        if (poller_reinit(p) != 0)
+          _exit(2);
+        int c[2];
+        if (pipe2(c, O_NONBLOCK) < 0 || poller_add(p, c[0], POLLER_IN, 0))
+          _exit(3);
+        if (write(c[1], "x", 1) != 1)
+          _exit(4);
+        int n = poller_wait(p, out, 4, 5000);
+        if (n != 1 || out[0].fd != c[0])
+          _exit(5);
+        if (poller_del(p, a[0]) || poller_del(p, b[0]))
+          _exit(6);
+      }
+      poller_close(p);
+      _exit(0);
+    }
+    int status;
+    ASSERT_EQ(waitpid(pid, &status, 0), pid);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+      FAIL("child (reinit %d) failed: status 0x%x", reinit, status);
+    t_write(a[1], 1);
+    t_write(b[1], 1);
+    int seen_a = 0, seen_b = 0;
+    double t0 = t_now_ms();
+    while (!(seen_a && seen_b) && t_now_ms() - t0 < 5000) {
+      int n = poller_wait(p, out, 4, 100);
+      ASSERT_GE(n, 0);
+      for (int i = 0; i < n; i++) {
+        seen_a |= out[i].fd == a[0];
+        seen_b |= out[i].fd == b[0];
+      }
+    }
+    if (!seen_a || !seen_b)
+      FAIL("round %d: a reported %d, b reported %d", reinit, seen_a, seen_b);
+    t_drain(a[0]);
+    t_drain(b[0]);
+    /* Emulated ET (select, poll) learns that b is no longer ready only
+     * from a wait. */
+    ASSERT_EQ(poller_wait(p, out, 4, 0), 0);
+  }
+  ASSERT_OK(poller_del(p, a[0]));
+  ASSERT_OK(poller_del(p, b[0]));
+  t_close(a[0]);
+  t_close(a[1]);
+  t_close(b[0]);
+  t_close(b[1]);
+  t_assert_clean(p);
+}
+
+/* Item 13: a level report describes readiness at the wait: data that
+ * arrived and was read between two waits is not reported. */
+TEST(uring_level_no_report_after_drain_between_waits) {
+  poller *p;
+  int fds[2];
+  t_open(&p);
+  t_pipe(fds);
+  ASSERT_OK(poller_add(p, fds[0], POLLER_IN, NULL));
+  poller_event out[4];
+  for (int i = 0; i < 20; i++) {
+    ASSERT_EQ(poller_wait(p, out, 4, 0), 0);
+    t_write(fds[1], 1);
+    ASSERT_EQ(t_drain(fds[0]), 1);
+    int n = poller_wait(p, out, 4, 20);
+    if (n != 0)
+      FAIL("round %d: empty pipe reported (0x%x)", i, out[0].events);
+  }
+  ASSERT_OK(poller_del(p, fds[0]));
+  t_close(fds[0]);
+  t_close(fds[1]);
+  t_assert_clean(p);
+}
+
+/* Item 13: reports left over for want of room (max) describe readiness
+ * at the wait that delivers them: drained files are not reported. */
+TEST(uring_level_leftover_not_reported_after_drain) {
+  poller *p;
+  int a[2], b[2], c[2];
+  t_open(&p);
+  t_pipe(a);
+  t_pipe(b);
+  t_pipe(c);
+  ASSERT_OK(poller_add(p, a[0], POLLER_IN, NULL));
+  ASSERT_OK(poller_add(p, b[0], POLLER_IN, NULL));
+  ASSERT_OK(poller_add(p, c[0], POLLER_IN, NULL));
+  poller_event out[4];
+  ASSERT_EQ(poller_wait(p, out, 4, 0), 0);
+  for (int i = 0; i < 10; i++) {
+    t_write(a[1], 1);
+    t_write(b[1], 1);
+    t_write(c[1], 1);
+    /* Wait until some report arrives, with room for one only. */
+    int n = 0;
+    for (int k = 0; k < 100 && n == 0; k++)
+      n = poller_wait(p, out, 1, 50);
+    ASSERT_EQ(n, 1);
+    t_drain(a[0]);
+    t_drain(b[0]);
+    t_drain(c[0]);
+    n = poller_wait(p, out, 4, 20);
+    if (n != 0)
+      FAIL("round %d: drained fd %d reported (0x%x)", i, out[0].fd,
+           out[0].events);
+  }
+  ASSERT_OK(poller_del(p, a[0]));
+  ASSERT_OK(poller_del(p, b[0]));
+  ASSERT_OK(poller_del(p, c[0]));
+  int *all[] = {a, b, c};
+  for (int i = 0; i < 3; i++) {
+    t_close(all[i][0]);
+    t_close(all[i][1]);
+  }
+  t_assert_clean(p);
+}
+
+/* Item 13: a changed interest reports everything ready at the wait, data
+ * that arrived before the change included. */
+TEST(uring_mod_reports_readiness_at_wait) {
+  poller *p;
+  int sv[2];
+  t_open(&p);
+  t_socketpair(sv);
+  ASSERT_OK(poller_add(p, sv[0], POLLER_OUT, NULL));
+  for (int i = 0; i < 10; i++) {
+    unsigned ev = t_wait_for(p, sv[0], POLLER_OUT, 2000, NULL);
+    ASSERT_NOBITS(ev, POLLER_IN);
+    t_write(sv[1], 1);
+    ASSERT_OK(poller_mod(p, sv[0], POLLER_IN | POLLER_OUT, NULL));
+    ev = t_wait_once(p, sv[0], 2000);
+    ASSERT_BITS(ev, POLLER_IN | POLLER_OUT);
+    ASSERT_EQ(t_drain(sv[0]), 1);
+    ASSERT_OK(poller_mod(p, sv[0], POLLER_OUT, NULL));
+  }
+  ASSERT_OK(poller_del(p, sv[0]));
+  t_close(sv[0]);
+  t_close(sv[1]);
+  t_assert_clean(p);
+}
+
+/* The system calls of one wait of timeout_ms that must report nothing. */
+static unsigned long long quiet_wait_syscalls(poller *p, int timeout_ms) {
+  poller_stats a, b;
+  poller_event out[4];
+  ASSERT_OK(poller_stats_get(p, &a));
+  int n = poller_wait(p, out, 4, timeout_ms);
+  ASSERT_OK(poller_stats_get(p, &b));
+  if (n != 0)
+    FAIL("reported fd %d (0x%x), want nothing", out[0].fd, out[0].events);
+  return b.syscalls - a.syscalls;
+}
+
+/* Item 14: a level registration whose interest lacks IN and RDHUP, on a
+ * socket whose peer shut down its writing half, sleeps: a wait with
+ * nothing to report makes a bounded number of system calls. */
+TEST(uring_half_closed_without_in_sleeps) {
+  poller *p;
+  int sv[2];
+  t_open(&p);
+  t_socketpair(sv);
+  ASSERT_SYS(shutdown(sv[1], SHUT_WR));
+  ASSERT_OK(poller_add(p, sv[0], POLLER_PRI, NULL));
+  (void)quiet_wait_syscalls(p, 0);
+  unsigned long long sc = quiet_wait_syscalls(p, 200);
+  if (sc > 20)
+    FAIL("PRI on a half-closed socket: %llu system calls in one wait", sc);
+  ASSERT_OK(poller_del(p, sv[0]));
+  t_close(sv[0]);
+  t_close(sv[1]);
+  t_assert_clean(p);
+}
+
+/* Item 14, OUT on a full socket whose peer half-closed. */
+TEST(uring_half_closed_full_out_sleeps) {
+  poller *p;
+  int a, b;
+  t_open(&p);
+  t_tcp_pair(&a, &b);
+  /* Fill a's send path until the kernel refuses more. */
+  static char buf[65536];
+  for (;;) {
+    ssize_t r = write(a, buf, sizeof buf);
+    if (r < 0) {
+      ASSERT_EQ(errno, EAGAIN);
+      break;
+    }
+  }
+  ASSERT_SYS(shutdown(b, SHUT_WR));
+  ASSERT_OK(poller_add(p, a, POLLER_IN, NULL));
+  t_wait_for(p, a, POLLER_IN, 5000, NULL); /* the FIN has arrived */
+  ASSERT_OK(poller_mod(p, a, POLLER_OUT, NULL));
+  /* a may become writable if the peer's window opens; then one report is
+   * fine, but the wait must never spin. */
+  poller_stats s0, s1;
+  poller_event out[4];
+  ASSERT_OK(poller_stats_get(p, &s0));
+  int n = poller_wait(p, out, 4, 200);
+  ASSERT_OK(poller_stats_get(p, &s1));
+  ASSERT_GE(n, 0);
+  if (n == 0 && s1.syscalls - s0.syscalls > 20)
+    FAIL("OUT on a full half-closed socket: %llu system calls in one wait",
+         s1.syscalls - s0.syscalls);
+  ASSERT_OK(poller_del(p, a));
+  t_close(a);
+  t_close(b);
+  t_assert_clean(p);
+}
+
+/* Item 15: ordinary data on a socket registered for IN|PRI is reported as
+ * IN, not PRI. */
+TEST(uring_in_pri_ordinary_data_is_in) {
+  poller *p;
+  int a, b;
+  t_open(&p);
+  t_tcp_pair(&a, &b);
+  ASSERT_OK(poller_add(p, b, POLLER_IN | POLLER_PRI, NULL));
+  for (int i = 0; i < 5; i++) {
+    poller_event out[4];
+    ASSERT_EQ(poller_wait(p, out, 4, 0), 0);
+    t_write(a, 1);
+    unsigned ev = t_wait_for(p, b, POLLER_IN, 5000, NULL);
+    ASSERT_NOBITS(ev, POLLER_PRI);
+    ASSERT_EQ(t_drain(b), 1);
+  }
+  ASSERT_OK(poller_del(p, b));
+  t_close(a);
+  t_close(b);
+  t_assert_clean(p);
+}
+
+/* Item 16: /dev/null (a device without a poll method) is always ready,
+ * as select and poll say: IN|OUT at every level wait, an edge once, never
+ * ERR or NVAL, and nothing for an interest it cannot report. */
+TEST(uring_dev_null_always_ready) {
+  poller *p;
+  t_open(&p);
+  int fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+  ASSERT_SYS(fd);
+  poller_event out[4];
+  ASSERT_OK(poller_add(p, fd, POLLER_IN | POLLER_OUT, NULL));
+  for (int i = 0; i < 3; i++) {
+    unsigned ev = t_wait_once(p, fd, 1000);
+    ASSERT_EQ(ev, POLLER_IN | POLLER_OUT);
+  }
+  ASSERT_OK(poller_mod(p, fd, POLLER_IN | POLLER_ET, NULL));
+  ASSERT_EQ(t_wait_once(p, fd, 1000), POLLER_IN);
+  ASSERT_EQ(t_wait_once(p, fd, 0), 0);
+  ASSERT_OK(poller_del(p, fd));
+  ASSERT_OK(poller_add(p, fd, POLLER_PRI, NULL));
+  ASSERT_EQ(poller_wait(p, out, 4, 50), 0);
+  ASSERT_OK(poller_del(p, fd));
+  t_close(fd);
+  t_assert_clean(p);
+}
+
+struct writer {
+  int fd;
+  atomic_int round, done;
+};
+
+static void *writer_main(void *arg) {
+  struct writer *w = arg;
+  for (int r = 1;; r++) {
+    while (atomic_load(&w->round) < r)
+      if (atomic_load(&w->round) < 0)
+        return NULL;
+    if (write(w->fd, "x", 1) != 1)
+      return NULL;
+    atomic_store(&w->done, r);
+  }
+}
+
+/* Item 17: a zero-timeout wait reports an fd that another thread made
+ * ready before the wait began. */
+TEST(uring_zero_timeout_sees_other_thread) {
+  poller *p;
+  int fds[2];
+  t_open(&p);
+  t_pipe(fds);
+  ASSERT_OK(poller_add(p, fds[0], POLLER_IN, NULL));
+  struct writer w = {fds[1], 0, 0};
+  pthread_t th;
+  ASSERT_OK(pthread_create(&th, NULL, writer_main, &w));
+  int misses = 0;
+  poller_event out[4];
+  for (int r = 1; r <= 200; r++) {
+    ASSERT_EQ(poller_wait(p, out, 4, 0), 0);
+    atomic_store(&w.round, r);
+    while (atomic_load(&w.done) < r)
+      ;
+    int n = poller_wait(p, out, 4, 0);
+    if (n != 1)
+      misses++;
+    ASSERT_EQ(t_drain(fds[0]), 1);
+  }
+  atomic_store(&w.round, -1);
+  ASSERT_OK(pthread_join(th, NULL));
+  if (misses)
+    FAIL("%d of 200 zero-timeout waits missed a ready pipe", misses);
+  ASSERT_OK(poller_del(p, fds[0]));
+  t_close(fds[0]);
+  t_close(fds[1]);
+  t_assert_clean(p);
+}
+
+/* Item 17: an fd at or above 2^24 is reported (where the fd limit allows
+ * one). */
+TEST(uring_large_fd_reported) {
+  struct rlimit rl;
+  ASSERT_SYS(getrlimit(RLIMIT_NOFILE, &rl));
+  const int big = (1 << 24) + 3;
+  if (rl.rlim_cur <= (rlim_t)big) {
+    rl.rlim_cur = rl.rlim_max;
+    (void)setrlimit(RLIMIT_NOFILE, &rl);
+    ASSERT_SYS(getrlimit(RLIMIT_NOFILE, &rl));
+    if (rl.rlim_cur <= (rlim_t)big)
+      SKIP("RLIMIT_NOFILE %llu does not reach fd %d",
+           (unsigned long long)rl.rlim_cur, big);
+  }
+  poller *p;
+  int fds[2];
+  t_open(&p);
+  t_pipe(fds);
+  ASSERT_EQ(dup3(fds[0], big, O_CLOEXEC), big);
+  t_close(fds[0]);
+  ASSERT_OK(poller_add(p, big, POLLER_IN, NULL));
+  t_write(fds[1], 1);
+  t_wait_for(p, big, POLLER_IN, 5000, NULL);
+  ASSERT_OK(poller_del(p, big));
+  t_close(big);
+  t_close(fds[1]);
+  t_assert_clean(p);
+}
+
+/* Item 19: an fd reported by one wait and ready again before another fd
+ * (which stayed armed) is reported first, as epoll orders them. */
+TEST(uring_report_order_ready_first) {
+  poller *p;
+  int a[2], b[2];
+  t_open(&p);
+  t_socketpair(a);
+  t_socketpair(b);
+  ASSERT_OK(poller_add(p, a[0], POLLER_IN, NULL));
+  ASSERT_OK(poller_add(p, b[0], POLLER_IN, NULL));
+  poller_event out[4];
+  int first = 0;
+  for (int i = 0; i < 20; i++) {
+    t_write(a[1], 1);
+    t_wait_for(p, a[0], POLLER_IN, 2000, NULL);
+    ASSERT_EQ(t_drain(a[0]), 1);
+    t_write(a[1], 1);
+    t_write(b[1], 1);
+    int n = 0;
+    for (int k = 0; k < 100 && n < 2; k++) {
+      int r = poller_wait(p, out + n, 4 - n, 20);
+      ASSERT_GE(r, 0);
+      n += r;
+    }
+    ASSERT_EQ(n, 2);
+    if (out[0].fd == a[0])
+      first++;
+    t_drain(a[0]);
+    t_drain(b[0]);
+    /* Emulated ET (select, poll) learns that b is no longer ready only
+     * from a wait. */
+    ASSERT_EQ(poller_wait(p, out, 4, 0), 0);
+  }
+  if (first != 20)
+    FAIL("the fd ready first was reported first in %d of 20 rounds", first);
+  ASSERT_OK(poller_del(p, a[0]));
+  ASSERT_OK(poller_del(p, b[0]));
+  t_close(a[0]);
+  t_close(a[1]);
+  t_close(b[0]);
+  t_close(b[1]);
+  t_assert_clean(p);
+}
+
+struct opener {
+  poller *p;
+  int fd;
+  int ok;
+};
+
+static void *opener_main(void *arg) {
+  struct opener *o = arg;
+  poller_event out[4];
+  o->ok = poller_add(o->p, o->fd, POLLER_IN, NULL) == 0 &&
+          poller_wait(o->p, out, 4, 0) == 0;
+  return NULL;
+}
+
+/* One thread at a time may use a poller: registrations made (and sent to
+ * the kernel) by a thread that has exited since keep working.  io_uring
+ * cancels the requests of a thread when it exits. */
+TEST(uring_registration_survives_thread_exit) {
+  poller *p;
+  int fds[2];
+  t_open(&p);
+  t_pipe(fds);
+  struct opener o = {p, fds[0], 0};
+  pthread_t th;
+  ASSERT_OK(pthread_create(&th, NULL, opener_main, &o));
+  ASSERT_OK(pthread_join(th, NULL));
+  ASSERT_TRUE(o.ok);
+  for (int i = 0; i < 3; i++) {
+    t_write(fds[1], 1);
+    t_wait_for(p, fds[0], POLLER_IN, 5000, NULL);
+    ASSERT_EQ(t_drain(fds[0]), 1);
+  }
+  /* The wakeup channel too: a pending wakeup ends a wait without timeout
+   * (a lost one would hang it until the harness's timeout). */
+  ASSERT_EQ(poller_wakeup(p), 0);
+  poller_event out[4];
+  ASSERT_EQ(poller_wait(p, out, 4, -1), 0);
+  ASSERT_OK(poller_del(p, fds[0]));
+  t_close(fds[0]);
+  t_close(fds[1]);
+  t_assert_clean(p);
+}
+
+/* One report per fd per wait, also when the core tops up a batch that the
+ * wakeup channel took a slot of (an always-ready file keeps the channel
+ * signalled for poller_fd's sake): level fds reported by the first part
+ * of the batch are not reported again by the second. */
+TEST(uring_topped_up_batch_reports_each_fd_once) {
+  poller *p;
+  int a[2], b[2];
+  t_open(&p);
+  char path[] = "/tmp/poller-regress-XXXXXX";
+  int f = mkstemp(path);
+  ASSERT_SYS(f);
+  ASSERT_SYS(unlink(path));
+  t_pipe(a);
+  t_pipe(b);
+  t_write(a[1], 1);
+  t_write(b[1], 1);
+  ASSERT_OK(poller_add(p, f, POLLER_IN, NULL));
+  ASSERT_OK(poller_add(p, a[0], POLLER_IN, NULL));
+  ASSERT_OK(poller_add(p, b[0], POLLER_IN, NULL));
+  poller_event out[4];
+  for (int i = 0; i < 60; i++) {
+    int max = 2 + i % 3;
+    int n = poller_wait(p, out, max, 100);
+    ASSERT_GE(n, 1);
+    for (int j = 0; j < n; j++)
+      for (int k = j + 1; k < n; k++)
+        if (out[j].fd == out[k].fd)
+          FAIL("wait %d (max %d): fd %d reported twice", i, max, out[j].fd);
+  }
+  ASSERT_OK(poller_del(p, f));
+  ASSERT_OK(poller_del(p, a[0]));
+  ASSERT_OK(poller_del(p, b[0]));
+  t_close(f);
+  t_close(a[0]);
+  t_close(a[1]);
+  t_close(b[0]);
+  t_close(b[1]);
+  t_assert_clean(p);
+}
