@@ -51,8 +51,8 @@ if not os.path.exists(os.path.join(ROOT, "src", "poller.c")):
              "`pip install --no-build-isolation ./python`")
 
 sources = ["_poller.c"] + [rel("src", f) for f in (
-    "poller.c", "backends.c", "wakeup.c", "version.c", "backend_poll.c",
-    "backend_select.c")]
+    "poller.c", "backends.c", "wakeup.c", "version.c", "platform_posix.c",
+    "backend_poll.c", "backend_select.c")]
 macros, libraries = [], []
 if sys.platform.startswith("linux") and header_exists("sys/epoll.h"):
     sources.append(rel("src", "backend_epoll.c"))
