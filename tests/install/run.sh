@@ -28,6 +28,14 @@ cleanup() {
 }
 trap cleanup EXIT
 
+source_files() { # every file of the tree, from git when it is a clone
+  if git -C "$root" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+    git -C "$root" ls-files
+  else
+    (cd "$root" && find . -type f ! -path './build*' ! -path './.git/*' |
+      sed 's|^\./||')
+  fi
+}
 failures=0
 ok() { echo "ok - $*"; }
 bad() { echo "not ok - $*"; failures=$((failures + 1)); }
@@ -130,8 +138,10 @@ consumer_runs() { # consumer_runs binary: runs it, checks the version it prints
   local out
   out=$("$1") && [ "$out" = "$version" ]
 }
+# (grep reads all of ldd's output: with pipefail, grep -q could end the
+# pipeline early and fail it with ldd's SIGPIPE.)
 uses_prefix_lib() { # the shared library the binary loads is the installed one
-  ldd "$1" | grep -q "libpoller.so.$major => $(realpath "$libdir")/"
+  ldd "$1" | grep "libpoller.so.$major => $(realpath "$libdir")/" >/dev/null
 }
 build_pc() { # build_pc dir: builds the pkg-config consumers into dir
   mkdir -p "$1"
@@ -284,21 +294,27 @@ guide_echo_c() {
   server_pid=
   return $rc
 }
-# The Python echo server runs on the extension built from this tree (the
-# package's own install is tested by the Python step of the test command).
+# The Python echo server runs on the package installed as the guide says:
+# a virtual environment (with the system's site packages, for setuptools)
+# and pip, offline, from the root of the tree; the server runs from
+# outside the tree.
 guide_echo_py() {
-  local out=$tmp/guide/echo_py.out port
-  mkdir -p "$tmp/guide/py/poller"
-  cmake -S "$root" -B "$tmp/build-py" -DPOLLER_PYTHON=ON -DPOLLER_TESTS=OFF \
-    -DPOLLER_EXAMPLES=OFF -DPOLLER_PYTHON_OUTPUT_DIR="$tmp/guide/py/poller" \
-    >"$tmp/build-py.log" 2>&1 &&
-    cmake --build "$tmp/build-py" -j "$jobs" --target _poller \
-      >>"$tmp/build-py.log" 2>&1 || { cat "$tmp/build-py.log"; return 1; }
-  cp "$root"/python/poller/*.py "$tmp/guide/py/poller/"
+  local out=$tmp/guide/echo_py.out port py venv=$tmp/venv
+  mkdir -p "$tmp/guide"
+  py=${POLLER_PYTHON:-/usr/bin/python3}
+  [ -x "$py" ] || py=$(command -v python3)
+  # A copy of the files a clone has (src/, include/, python/), so no build
+  # left in python/ by an earlier run is reused.
+  mkdir -p "$tmp/clone"
+  (cd "$root" && source_files | grep -E '^(src|include|python)/' |
+    tar -cf - -T -) | tar -xf - -C "$tmp/clone" || return 1
+  "$py" -m venv --system-site-packages "$venv" &&
+    (cd "$tmp/clone" && env -u PYTHONPATH "$venv/bin/python" -m pip install \
+      --quiet --no-index --no-build-isolation --no-deps ./python) \
+      >"$tmp/pip.log" 2>&1 || { cat "$tmp/pip.log"; return 1; }
   guide_extract echo.py >"$tmp/guide/echo.py"
-  local python
-  python=$(sed -n 's/^POLLER_PYTHON_EXECUTABLE:FILEPATH=//p' "$tmp/build-py/CMakeCache.txt")
-  PYTHONPATH=$tmp/guide/py "${python:-python3}" "$tmp/guide/echo.py" 0 >"$out" 2>&1 &
+  (cd "$tmp/guide" && exec env -u PYTHONPATH "$venv/bin/python" echo.py 0) \
+    >"$out" 2>&1 &
   server_pid=$!
   wait_for_line "$out" '^echo server on ' || return 1
   port=$(sed -n 's/^echo server on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$out")
@@ -310,7 +326,7 @@ guide_echo_py() {
 }
 check "the guide's hello.c builds and sees stdin readable" guide_hello
 check "the guide's echo.c builds and echoes" guide_echo_c
-check "the guide's echo.py echoes" guide_echo_py
+check "the guide's echo.py echoes (package installed with pip into a venv)" guide_echo_py
 
 # ---- 5. find_package consumers ----
 build_cmake() { # build_cmake builddir: configures and builds tests/install/cmake
@@ -345,14 +361,6 @@ check "moved prefix: poller::poller consumer runs" \
 # ---- 7. the source tree stands alone ----
 # Nothing refers to documents a user of the repository does not have (the
 # team's notes, machine paths); a public source is cited instead.
-source_files() { # every file of the tree, from git when it is a clone
-  if git -C "$root" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
-    git -C "$root" ls-files
-  else
-    (cd "$root" && find . -type f ! -path './build*' ! -path './.git/*' |
-      sed 's|^\./||')
-  fi
-}
 private_refs() {
   (cd "$root" && source_files | grep -v '^tests/install/run.sh$' |
     xargs grep -nE '\.\./shared|shared/docs|lessons(\.md| [0-9F])|conformance-cases|/work/' 2>/dev/null)
