@@ -577,7 +577,14 @@ static void mark_dropped(PollerObject *self, int n) {
     if ((ev->events & POLLER_NVAL) && ev->data &&
         (poller_get(self->p, ev->fd, &key) < 0 || key.gen != ev->gen)) {
       ev->events |= REPORT_DROPPED;
-      Py_INCREF((PyObject *)ev->data);
+      /* The report's data is only an address: the fd may have been
+       * unregistered while the report waited in libpoller (no room in an
+       * earlier wait), and the object freed.  It is used only while it is
+       * still the one tops holds for the fd (a lookup that runs no Python
+       * code); otherwise the report carries no data. */
+      if (!self->tops || fd_item(self->tops, ev->fd) != ev->data)
+        ev->data = NULL;
+      Py_XINCREF((PyObject *)ev->data);
     }
   }
 }

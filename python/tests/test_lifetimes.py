@@ -180,6 +180,52 @@ class Lifetimes:
             p.close()
             self.assertEqual(sys.getrefcount(data), base, extra_waits)
 
+    def test_unregister_with_dropped_report_pending(self):
+        """A registration dropped at a wait whose report did not fit in
+        maxevents, then unregistered before the next wait: unregister()
+        releases the data at once, and the report libpoller still holds
+        (with the data's old address) is not turned into a reference to the
+        freed object at the next waits.  Run in a child interpreter, since
+        the failure is a use after free."""
+        code = textwrap.dedent(f"""
+            import socket, sys, tempfile, weakref
+            import poller
+            for extra_waits in (0, 1):
+                p = poller.Poller({self.BACKEND!r})
+                f = tempfile.TemporaryFile()
+                a, b = socket.socketpair()
+                fd = a.fileno()
+                class Data:
+                    pass
+                d = Data()
+                ref = weakref.ref(d)
+                p.register(f, poller.IN)      # always ready: fills max=1
+                p.register(a, poller.IN, d)
+                del d
+                for _ in range(1 + extra_waits):
+                    p.poll(0)
+                p.modify(a, poller.OUT)
+                a.close()
+                p.poll(0, maxevents=1)
+                try:
+                    p.unregister(fd)
+                except FileNotFoundError:
+                    pass
+                if ref() is not None:
+                    sys.exit("the data outlived unregister()")
+                junk = [Data() for _ in range(1000)]  # reuse the memory
+                for _ in range(3):
+                    for key, ev in p.select_keys(0):
+                        if isinstance(key, Data):
+                            sys.exit("a key of an unregistered fd")
+                p.close()
+                f.close()
+                b.close()
+        """)
+        r = subprocess.run([sys.executable, "-c", code], capture_output=True,
+                           text=True, timeout=120)
+        self.assertEqual(r.returncode, 0, r.stderr[-2000:])
+
     def test_guard_checked_after_fileno(self):
         """fileno() is Python code: it can let another thread start a poll.
         The "no changes during another thread's poll" guard is checked
