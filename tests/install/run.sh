@@ -8,12 +8,15 @@
 #      the CMake package; one version everywhere (poller.h, poller.pc,
 #      pollerConfigVersion.cmake, the file name, the soname, run time);
 #   3. the shared library exports exactly the functions the installed
-#      headers declare (nm -D), none of the internal poller__ symbols;
-#   4. a consumer built with pkg-config (shared, and static with
-#      --static), and the README's example, built and run;
-#   5. a consumer built with find_package(poller) (poller::poller and
-#      poller::poller_static), built and run;
-#   6. the prefix moved elsewhere: pkg-config and find_package still work.
+#      headers declare (nm -D), none of the internal poller__ symbols, and
+#      each of them has an entry in docs/api/;
+#   4. consumers built with pkg-config (C shared and static, C++), the
+#      README's example and the guide's programs (docs/guide.md: C with
+#      pkg-config, Python with pip into a venv), built and run;
+#   5. consumers built with find_package(poller) (poller::poller and
+#      poller::poller_static) and with add_subdirectory, built and run;
+#   6. the prefix moved elsewhere: pkg-config and find_package still work;
+#   7. the tree refers to no document its users do not have; LICENSE.
 # Everything happens in a temporary directory, removed at the end.
 # Exits 0 when every check passed.
 set -euo pipefail
@@ -343,6 +346,19 @@ check "poller::poller consumer loads the installed libpoller.so.$major" \
   uses_prefix_lib "$tmp/cm/consumer_shared"
 check "poller::poller_static consumer runs and prints $version" \
   consumer_runs "$tmp/cm/consumer_static"
+
+# add_subdirectory: the same target names from a source tree.
+build_subdir() {
+  cmake -S "$here/subdir" -B "$tmp/sub" -DPOLLER_SOURCE_DIR="$root" \
+    >"$tmp/sub.log" 2>&1 &&
+    cmake --build "$tmp/sub" -j "$jobs" >>"$tmp/sub.log" 2>&1 ||
+    { cat "$tmp/sub.log"; return 1; }
+}
+check "add_subdirectory(poller) consumers build" build_subdir
+check "the add_subdirectory poller::poller consumer runs" \
+  consumer_runs "$tmp/sub/consumer_shared"
+check "the add_subdirectory poller::poller_static consumer runs" \
+  consumer_runs "$tmp/sub/consumer_static"
 
 # ---- 6. the prefix moved ----
 mv "$P" "$tmp/moved"
