@@ -69,6 +69,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#ifdef LIBKQUEUE
+/* libkqueue cuts every kevent() to this many events (MAX_KEVENT in its
+ * src/common/private.h). */
+#define LIBKQUEUE_MAX_KEVENT 512
+#endif
+
 /* What kind of file an fd is, as far as hang-ups go (see above). */
 enum { FT_OTHER = 0, FT_SOCKET = 1, FT_PIPE = 2, FT_KIND = 3 };
 /* Also in the kind table: the fd's read filter was made level after a
@@ -442,10 +448,9 @@ static int kq_wait(poller *p, poller_event *out, int max, int timeout_ms) {
     s->firstheld++;
   if (s->firstheld == s->nheld)
     s->nheld = s->firstheld = 0;
-  int n = 0;
-  if (!s->nheld && s->events && k < max) {
+  for (int round = 0; !s->nheld && s->events && k < max; round++) {
     struct timespec ts, *tsp = NULL;
-    if (k > 0)
+    if (k > 0 || round > 0)
       timeout_ms = 0;
     if (timeout_ms >= 0) {
       ts.tv_sec = timeout_ms / 1000;
@@ -463,22 +468,35 @@ static int kq_wait(poller *p, poller_event *out, int max, int timeout_ms) {
     nev = s->capevents;
 #endif
     p->stats.syscalls++;
-    n = kevent(s->kq, NULL, 0, s->events, nev, tsp);
-    if (n < 0 && k == 0)
-      return -errno;
+    int n = kevent(s->kq, NULL, 0, s->events, nev, tsp);
+    if (n < 0) {
+      if (k == 0)
+        return -errno;
+      break;
+    }
+    /* The kernel's list is read from a point that moves on by the number
+     * of fds reported, round robin: the kernel queues a level knote again
+     * behind the others after each kevent(), and libkqueue keeps epoll's
+     * order, so an fd that found no room would find none at the next
+     * wait either (test wait_max_one_alternates). */
+    int start = n > 0 ? (int)(s->rotate % (unsigned)n) : 0, k0 = k;
+    for (int j = 0; j < n; j++) {
+      const struct kevent *ev = &s->events[(start + j) % n];
+      if (!take(p, s, ev, out, &k, max) && must_hold(p, ev))
+        s->held[s->nheld++] = *ev;
+    }
+    s->rotate += (unsigned)(k - k0);
+#ifdef LIBKQUEUE
+    /* libkqueue returns at most LIBKQUEUE_MAX_KEVENT events per call
+     * whatever the eventlist's length; a native kevent() fills it.  While
+     * calls come back that full and there is room, ask again (without
+     * waiting): level events seen twice merge into one report. */
+    if (n == LIBKQUEUE_MAX_KEVENT && n < nev &&
+        round < s->capevents / LIBKQUEUE_MAX_KEVENT)
+      continue;
+#endif
+    break;
   }
-  /* The kernel's list is read from a point that moves on by the number
-   * of fds reported, round robin: the kernel queues a level knote again
-   * behind the others after each kevent(), and libkqueue keeps epoll's
-   * order, so an fd that found no room would find none at the next wait
-   * either (test wait_max_one_alternates). */
-  int start = n > 0 ? (int)(s->rotate % (unsigned)n) : 0, k0 = k;
-  for (int j = 0; j < n; j++) {
-    const struct kevent *ev = &s->events[(start + j) % n];
-    if (!take(p, s, ev, out, &k, max) && must_hold(p, ev))
-      s->held[s->nheld++] = *ev;
-  }
-  s->rotate += (unsigned)(k - k0);
   for (int i = 0; i < k; i++) {
     struct poller__fd *e = poller__entry(p, out[i].fd);
     if (e)

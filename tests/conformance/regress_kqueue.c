@@ -335,3 +335,27 @@ TEST(oneshot_small_max_each_fd_once) {
   }
   t_assert_clean(p);
 }
+
+/* One wait with room for them all reports every ready fd, as the standard
+ * library's selectors test (test_above_fd_setsize) expects: libkqueue
+ * returns at most 512 events per kevent(), and kqueue's wait stopped
+ * there. */
+TEST(one_wait_reports_every_ready_fd) {
+  enum { N = 700 };
+  poller *p;
+  t_open(&p);
+  static int sv[N][2];
+  for (int i = 0; i < N; i++) {
+    t_socketpair(sv[i]);
+    ASSERT_OK(poller_add(p, sv[i][0], POLLER_OUT, NULL));
+  }
+  static poller_event out[N + 1];
+  int n = poller_wait(p, out, N + 1, 2000);
+  ASSERT_EQ(n, N);
+  for (int i = 0; i < N; i++) {
+    ASSERT_OK(poller_del(p, sv[i][0]));
+    t_close(sv[i][0]);
+    t_close(sv[i][1]);
+  }
+  t_assert_clean(p);
+}
