@@ -50,9 +50,19 @@ if not os.path.exists(os.path.join(ROOT, "src", "poller.c")):
              "missing: install from a clone of the repository with "
              "`pip install --no-build-isolation ./python`")
 
-sources = ["_poller.c"] + [rel("src", f) for f in (
-    "poller.c", "backends.c", "wakeup.c", "version.c", "platform_posix.c",
-    "backend_poll.c", "backend_select.c")]
+def core_sources():
+    """The C library's sources every build compiles: the first
+    `set(POLLER_SOURCES ...)` of the top-level CMakeLists.txt, so this build
+    cannot miss a file added there.  The optional backends are added below,
+    as CMake adds them."""
+    with open(os.path.join(ROOT, "CMakeLists.txt")) as f:
+        m = re.search(r"set\(POLLER_SOURCES\s+([^)]*)\)", f.read())
+    if not m:
+        sys.exit("setup.py: no set(POLLER_SOURCES ...) in CMakeLists.txt")
+    return [rel(*f.split("/")) for f in m.group(1).split()]
+
+
+sources = ["_poller.c"] + core_sources()
 macros, libraries = [], []
 if sys.platform.startswith("linux") and header_exists("sys/epoll.h"):
     sources.append(rel("src", "backend_epoll.c"))
