@@ -855,8 +855,8 @@ int poller_fswatch_start(poller_loop *l, poller_fswatch *w, const char *path,
     inotify_release(l);
     return r;
   }
-  *w = (poller_fswatch){
-      l, cb, arg, events, wd, pathfd, 0, 0, copy, 1, 0, l->watches};
+  *w = (poller_fswatch){l, cb, arg,  events, wd, pathfd,
+                        0, 0,  copy, 1,      0,  l->watches};
   fs_stat(w);
   l->watches = w;
   l->version++;
@@ -1023,8 +1023,7 @@ static void wait_backoff(poller_loop *l, unsigned fails, uint64_t end_ns) {
   if (ms <= 0)
     return;
   struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-  while (nanosleep(&ts, &ts) < 0 && errno == EINTR &&
-         !atomic_load(&l->stop))
+  while (nanosleep(&ts, &ts) < 0 && errno == EINTR && !atomic_load(&l->stop))
     ;
 }
 

@@ -20,8 +20,7 @@ static poller_loop *open_loop(void) {
   poller_loop *l = NULL;
   int r = poller_loop_open(&l, T_BACKEND);
   if (r == -ENOSYS || r == -EPERM)
-    SKIP("backend %s not usable here: %s", T_BACKEND_NAME,
-         poller_strerror(r));
+    SKIP("backend %s not usable here: %s", T_BACKEND_NAME, poller_strerror(r));
   ASSERT_OK(r);
   return l;
 }
@@ -158,8 +157,8 @@ TEST(loop_nested_run_refused) {
   int sv[2];
   t_socketpair(sv);
   struct nest n = {0, 0};
-  ASSERT_OK(poller_io_start(l, sv[0], POLLER_OUT | POLLER_ONESHOT, io_nested,
-                            &n));
+  ASSERT_OK(
+      poller_io_start(l, sv[0], POLLER_OUT | POLLER_ONESHOT, io_nested, &n));
   ASSERT_EQ(poller_loop_run(l, 5000, -1), 1);
   ASSERT_EQ(n.calls, 1);
   ASSERT_ERR(n.nested_rc, -EBUSY);
@@ -625,8 +624,7 @@ static void *sig_churn(void *arg) {
   struct sigchurn *c = arg;
   poller_signal s;
   while (!atomic_load(&c->stop)) {
-    if (poller_signal_start(c->loop, &s, SIGWINCH, on_sig_nothing, NULL) ==
-        0)
+    if (poller_signal_start(c->loop, &s, SIGWINCH, on_sig_nothing, NULL) == 0)
       poller_signal_stop(&s);
     atomic_fetch_add(&c->rounds, 1);
   }

@@ -23,8 +23,7 @@ static poller_loop *open_loop(void) {
   poller_loop *loop = NULL;
   int rc = poller_loop_open(&loop, T_BACKEND);
   if (rc == -ENOSYS || rc == -EPERM || rc == -EINVAL)
-    SKIP("backend %s not usable here: %s", T_BACKEND_NAME,
-         poller_strerror(rc));
+    SKIP("backend %s not usable here: %s", T_BACKEND_NAME, poller_strerror(rc));
   ASSERT_OK(rc);
   /* A SIGPIPE must kill the test (default disposition), so a transport
    * that raised one fails visibly. */
@@ -167,8 +166,7 @@ TEST_TIMEOUT(transport_fork_while_thread_creates, 60) {
     if (WIFSIGNALED(status) && WTERMSIG(status) == SIGALRM) {
       hung++;
       break; /* one is proof enough; each costs the alarm's 5 s */
-    }
-    else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    } else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
       failed++;
       t_note("child %d: %s %d", i, WIFEXITED(status) ? "exit" : "signal",
              WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
@@ -414,8 +412,8 @@ TEST(listener_dropped_registration_recovers) {
   /* A refused change: the listener's interest is re-sent through the core
    * by a modify of the loop's watcher. */
   poller__fault_set(POLLER__FAULT_CTL, -ENOMEM);
-  ASSERT_OK(poller_io_modify(loop, poller_listener_fd(l),
-                             POLLER_IN | POLLER_RDHUP));
+  ASSERT_OK(
+      poller_io_modify(loop, poller_listener_fd(l), POLLER_IN | POLLER_RDHUP));
   ASSERT_GE(poller_loop_run(loop, 50, 1), 0);
   poller__fault_set(POLLER__FAULT_CTL, 0);
   int c = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
