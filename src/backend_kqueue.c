@@ -92,6 +92,7 @@ struct kqueue_state {
   unsigned char *ftype; /* FT_* by fd, nftype long */
   int nftype;
   unsigned rotate; /* where kq_wait starts reading the kernel's list */
+  int spilled;     /* the last wait had no room for every event */
 };
 
 static void *make_udata(int fd, unsigned gen) {
@@ -474,15 +475,22 @@ static int kq_wait(poller *p, poller_event *out, int max, int timeout_ms) {
         return -errno;
       break;
     }
-    /* The kernel's list is read from a point that moves on by the number
-     * of fds reported, round robin: the kernel queues a level knote again
-     * behind the others after each kevent(), and libkqueue keeps epoll's
-     * order, so an fd that found no room would find none at the next
-     * wait either (test wait_max_one_alternates). */
-    int start = n > 0 ? (int)(s->rotate % (unsigned)n) : 0, k0 = k;
+    /* The kernel's order is kept (the fd ready first is reported first,
+     * as on epoll), except after a wait that had no room for everything:
+     * the kernel queues a level knote again behind the others after each
+     * kevent(), and libkqueue keeps epoll's order, so an fd that found no
+     * room would find none at the next wait either.  Then the list is
+     * read from a point that moves on by the number of fds reported,
+     * round robin (test wait_max_one_alternates). */
+    int start = n > 0 && s->spilled ? (int)(s->rotate % (unsigned)n) : 0;
+    int k0 = k;
+    s->spilled = 0;
     for (int j = 0; j < n; j++) {
       const struct kevent *ev = &s->events[(start + j) % n];
-      if (!take(p, s, ev, out, &k, max) && must_hold(p, ev))
+      if (take(p, s, ev, out, &k, max))
+        continue;
+      s->spilled = 1;
+      if (must_hold(p, ev))
         s->held[s->nheld++] = *ev;
     }
     s->rotate += (unsigned)(k - k0);
