@@ -18,6 +18,13 @@
  *    the events of a registration that was deleted or replaced, but the
  *    kernel may keep a closed-but-dup'ed file in its set until the last
  *    copy is closed.
+ *  - On Windows a descriptor is a Winsock socket, passed as its SOCKET
+ *    value converted to int: poller_add(p, (int)(intptr_t)sock, ...), and
+ *    a report's fd converts back with (SOCKET)(intptr_t)ev.fd.  Windows
+ *    keeps handle values within 32 bits (so that 32-bit and 64-bit
+ *    processes can share them), so the conversion loses nothing; the
+ *    Unix API and ABI are the same as everywhere.  Only sockets can be
+ *    watched there: another handle is refused with -ENOTSOCK.
  */
 #ifndef POLLER_H
 #define POLLER_H
@@ -165,7 +172,8 @@ unsigned poller_caps(const poller *p);
  * -EEXIST when fd is already registered (that registration is unchanged);
  * -ENOMEM; or the kernel's error.  A file the kernel cannot watch (a
  * regular file under epoll) is accepted and reported always ready, as
- * select and poll report it. */
+ * select and poll report it.  On Windows: -ENOTSOCK for a handle that is
+ * not a socket, -EBADF for a value that is no handle (a closed socket). */
 int poller_add(poller *p, int fd, unsigned events, void *data);
 
 /* Changes the interest and data of fd's registration (the top of its
@@ -243,7 +251,9 @@ int poller_wakeup(poller *p);
 
 /* Returns a descriptor that is readable while the poller has events to
  * report (epoll, kqueue, io_uring), so a poller nests in another loop;
- * -1 where there is none (select, poll), for NULL, or when it cannot be
+ * -1 where there is none (select, poll, every Windows backend: a
+ * completion port or a socket set is not a waitable socket), for NULL, or
+ * when it cannot be
  * made (epoll makes it at the first call; out of descriptors).  Its number
  * stays the same for the poller's life (and across poller_reinit).
  * Interest changes reach the kernel at the next poller_wait or
@@ -256,7 +266,8 @@ int poller_fd(const poller *p);
  * On io_uring the child's copy of the ring is dropped at fork (the ring
  * and the files it watches stay the parent's alone); until poller_reinit,
  * poller_wait in the child returns -ECHILD.
- * Returns 0; -EFAULT; or the kernel's error (the poller is then unusable
+ * Returns 0; -EFAULT; -ENOSYS on Windows, which has no fork (the poller
+ * is unchanged); or the kernel's error (the poller is then unusable
  * except for poller_close). */
 int poller_reinit(poller *p);
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages poller's build, tests, examples and
 # benchmarks need, when they are missing.  Idempotent; quiet when all are
-# present.  Usage: scripts/deps.sh [core|test|bench]  (default: test)
+# present.  Usage: scripts/deps.sh [core|test|bench|windows]  (default: test)
 set -euo pipefail
 want=${1:-test}
 pkgs=(cmake make gcc pkg-config liburing-dev)
@@ -15,7 +15,10 @@ case "$want" in
     pkgs+=(python3 python3-dev libpython3-dev python3-setuptools python3-pip
            python3-venv libpython3.11-testsuite
            libev-dev libevent-dev libuv1-dev python3-uvloop wrk valgrind) ;;
-  *) echo "usage: $0 [core|test|bench]" >&2; exit 2 ;;
+  windows)
+    # The cross compiler and Wine of scripts/test-windows.sh.
+    pkgs=(cmake make gcc-mingw-w64-x86-64 wine64) ;;
+  *) echo "usage: $0 [core|test|bench|windows]" >&2; exit 2 ;;
 esac
 missing=()
 for p in "${pkgs[@]}"; do

@@ -3,7 +3,8 @@
 # backend, loop and transports) in a normal and a sanitizer build, an
 # install into a temporary prefix used by pkg-config and CMake consumers
 # (tests/install/run.sh), the Python binding's tests, and the benchmarks'
-# quick smoke run (which checks results, never speed).  Installs missing
+# quick smoke run (which checks results, never speed), and the Windows
+# cross-build's conformance suite under Wine.  Installs missing
 # Debian packages first.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -24,6 +25,7 @@ step c-tests bash tests/run-all.sh
 step install bash tests/install/run.sh
 step python bash python/run-tests.sh
 step bench-smoke bash bench/run.sh --quick
+step windows-wine bash scripts/test-windows.sh
 [ $failed -eq 0 ] || echo "failed suites: ${names[*]}"
 echo "suites: $passed passed, $failed failed"
 [ $failed -eq 0 ]

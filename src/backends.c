@@ -21,7 +21,9 @@ const struct poller__backend *const poller__backends[] = {
 #ifdef POLLER_HAVE_URING
     &poller__backend_uring,
 #endif
-    &poller__backend_poll,
+#ifndef _WIN32
+    &poller__backend_poll, /* Windows has no poll(2) for sockets it trusts */
+#endif
     &poller__backend_select,
     NULL,
 };

@@ -47,4 +47,18 @@ long long poller__platform_now_ns(void);
  * setgid program's), so POLLER_BACKEND may be read. */
 int poller__platform_env_trusted(void);
 
+#ifdef _WIN32
+/* Windows only (platform_win32.c).  Starts Winsock once per process;
+ * returns 0 or -errno. */
+int poller__win_startup(void);
+/* Maps a Winsock or Win32 error code to an errno value. */
+int poller__win_errno(int wsa);
+/* Returns 1 when fd is a socket, a stream socket. */
+int poller__win_is_socket(int fd);
+int poller__win_is_stream(int fd);
+/* A connected, non-blocking, non-inherited loopback TCP pair whose
+ * values fit an int.  Returns 0 or -errno. */
+int poller__win_socketpair(int *a, int *b);
+#endif
+
 #endif /* POLLER_PLATFORM_H */

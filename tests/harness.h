@@ -36,6 +36,15 @@
 #include <stdio.h>
 #include <string.h>
 
+/* T_POSIX_ONLY("reason") first in a test that cannot apply on Windows
+ * (pipes, fork, signals, choosing a descriptor's number): it skips there
+ * with the reason, and does nothing elsewhere. */
+#ifdef _WIN32
+#include "compat_win32.h"
+#else
+#define T_POSIX_ONLY(...) ((void)0)
+#endif
+
 /* ---- registration ---- */
 
 struct t_test {

@@ -16,6 +16,8 @@ static void reuse_number(int fd, int sv[2]) {
   t_socketpair(sv);
   if (sv[0] == fd)
     return; /* the lowest free number: reused already */
+  T_POSIX_ONLY("Winsock did not reuse the socket value, and a socket "
+               "cannot be moved to a chosen one");
   ASSERT_EQ(dup3(sv[0], fd, O_CLOEXEC), fd);
   t_close(sv[0]);
   sv[0] = fd;
@@ -189,6 +191,7 @@ TEST(close_and_reopen_within_batch) {
  * original: no event for the closed number, although the file lives on
  * through the dup; the dup can be registered on its own. */
 TEST(dup_then_close_no_ghost_events) {
+  T_POSIX_ONLY("dup of a descriptor number (a duplicated socket handle is a new number)");
   poller *p;
   int sv[2];
   t_open(&p);
@@ -221,6 +224,7 @@ TEST(dup_then_close_no_ghost_events) {
  * the file in its set, poller.h says; poller must filter it), and the
  * dup registered on its own gets its own events only. */
 TEST(dup_close_before_del_no_ghost) {
+  T_POSIX_ONLY("dup of a descriptor number (a duplicated socket handle is a new number)");
   poller *p;
   int sv[2];
   t_open(&p);
@@ -260,6 +264,7 @@ TEST(dup_close_before_del_no_ghost) {
  * 200 ms with nothing to report makes a handful of system calls, and an
  * infinite wait still ends with a wakeup. */
 TEST(dup_close_before_del_no_spin) {
+  T_POSIX_ONLY("dup of a descriptor number (a duplicated socket handle is a new number)");
   poller *p;
   int sv[2];
   t_open(&p);
@@ -304,6 +309,7 @@ TEST(dup_close_before_del_no_spin) {
  * under that number) never reaches the new registration; only the new
  * file's own readiness does, with its own data and generation. */
 TEST(dup_close_reuse_no_ghost) {
+  T_POSIX_ONLY("dup of a descriptor number (a duplicated socket handle is a new number)");
   poller *p;
   int a[2], b[2];
   t_open(&p);

@@ -230,6 +230,7 @@ static void arm_timer_ms(int ms) {
 
 /* A signal handler that calls poller_wakeup ends an infinite wait. */
 TEST(wakeup_from_signal_handler) {
+  T_POSIX_ONLY("SIGALRM and interval timers");
   poller *p;
   poller_event out[4];
   t_open(&p);
@@ -251,6 +252,7 @@ TEST(wakeup_from_signal_handler) {
  * capnproto#580): elapsed >= timeout, and well below timeout + the time
  * already waited. */
 TEST(wait_eintr_recomputes_timeout) {
+  T_POSIX_ONLY("SIGALRM and interval timers");
   poller *p;
   poller_event out[4];
   int sv[2];
@@ -280,6 +282,7 @@ TEST(wait_eintr_recomputes_timeout) {
 /* B20: with POLLER_OPT_REPORT_EINTR the same signal ends the wait with
  * -EINTR, promptly; back to 0, the retrying default returns. */
 TEST(wait_eintr_reported_when_asked) {
+  T_POSIX_ONLY("SIGALRM and interval timers");
   poller *p;
   poller_event out[4];
   t_open(&p);
@@ -435,6 +438,7 @@ TEST(wait_max_one_alternates) {
  * poller reports them itself): 12 of them and max 4, every file is
  * reported within a few waits (none starves behind the others). */
 TEST(wait_partial_harvest_always_ready) {
+  T_POSIX_ONLY("regular files are not sockets (refused with ENOTSOCK, test win_non_socket_refused)");
   enum { N = 12, MAX = 4 };
   poller *p;
   t_open(&p);
@@ -471,6 +475,7 @@ TEST(wait_partial_harvest_always_ready) {
 /* An always-ready file does not starve a socket: with max 1, both the
  * file and a readable socket are reported within a few waits. */
 TEST(always_ready_does_not_starve_others) {
+  T_POSIX_ONLY("regular files are not sockets (refused with ENOTSOCK, test win_non_socket_refused)");
   poller *p;
   t_open(&p);
   char path[] = "/tmp/poller-test-XXXXXX";
@@ -553,6 +558,7 @@ TEST(wait_partial_harvest_edge_new_bits) {
  * 300 ms wait early nor postpones it: each retry waits only the time
  * left. */
 TEST(wait_signal_storm_keeps_deadline) {
+  T_POSIX_ONLY("SIGALRM and interval timers");
   poller *p;
   poller_event out[4];
   t_open(&p);

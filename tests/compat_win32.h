@@ -1,0 +1,70 @@
+/*
+ * compat_win32.h - lets the conformance sources compile on Windows
+ * (harness.h includes it there, and only there).
+ *
+ * On Windows a test's descriptors are Winsock sockets: read and write on
+ * them become recv and send.  The POSIX calls that have no Windows
+ * counterpart (fcntl, dup3, signals and interval timers) are declared as
+ * stubs that fail, so a test that needs them still compiles; such a test
+ * starts with T_POSIX_ONLY("reason"), which skips it on Windows with the
+ * reason before any stub can run.
+ */
+#ifndef POLLER_TESTS_COMPAT_WIN32_H
+#define POLLER_TESTS_COMPAT_WIN32_H
+
+#define WIN32_LEAN_AND_MEAN
+#include <winsock2.h>
+#include <windows.h>
+
+#include <fcntl.h>
+#include <io.h>
+#include <signal.h>
+#include <stdint.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#define T_POSIX_ONLY(...) SKIP("not on Windows: " __VA_ARGS__)
+
+static inline int t_sock_read_(int fd, void *buf, size_t n) {
+  int r = recv((SOCKET)(uintptr_t)(unsigned)fd, (char *)buf, (int)n, 0);
+  if (r < 0)
+    errno = WSAGetLastError() == WSAEWOULDBLOCK ? EAGAIN : EIO;
+  return r;
+}
+static inline int t_sock_write_(int fd, const void *buf, size_t n) {
+  int r = send((SOCKET)(uintptr_t)(unsigned)fd, (const char *)buf, (int)n, 0);
+  if (r < 0)
+    errno = WSAGetLastError() == WSAEWOULDBLOCK ? EAGAIN : EIO;
+  return r;
+}
+#define read(fd, buf, n) t_sock_read_((fd), (buf), (n))
+#define write(fd, buf, n) t_sock_write_((fd), (buf), (n))
+
+/* Stubs: never reached, T_POSIX_ONLY skips first. */
+#define O_CLOEXEC 0
+#define O_NONBLOCK 0
+#define F_GETFD 1
+#define F_GETFL 3
+#define F_SETFL 4
+#define F_DUPFD_CLOEXEC 1030
+static inline int t_posix_stub_(void) {
+  errno = ENOSYS;
+  return -1;
+}
+#define fcntl(...) t_posix_stub_()
+#define dup3(...) t_posix_stub_()
+#define SIGALRM 14
+#define ITIMER_REAL 0
+struct sigaction {
+  void (*sa_handler)(int);
+  int sa_flags;
+  int sa_mask;
+};
+struct itimerval {
+  struct timeval it_interval, it_value;
+};
+#define sigemptyset(set) ((void)(set))
+#define sigaction(...) t_posix_stub_()
+#define setitimer(...) t_posix_stub_()
+
+#endif /* POLLER_TESTS_COMPAT_WIN32_H */

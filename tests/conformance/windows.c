@@ -1,0 +1,143 @@
+/*
+ * windows.c - the Windows contract of the core API (README, "Windows"):
+ * sockets are the only descriptors, passed as their SOCKET value in an
+ * int; anything else is refused with a clear error; poller_fd is -1 and
+ * poller_reinit is -ENOSYS.  Built on Windows only.
+ */
+#include "harness.h"
+
+#include <limits.h>
+
+#ifdef _WIN32
+#include "internal.h"
+
+static int tag;
+
+/* A handle that is not a socket (a file) is refused with ENOTSOCK, and
+ * the poller stays usable. */
+TEST(win_non_socket_refused) {
+  poller *p;
+  t_open(&p);
+  char dir[MAX_PATH], path[MAX_PATH];
+  ASSERT_TRUE(GetTempPathA(sizeof dir, dir) != 0);
+  ASSERT_TRUE(GetTempFileNameA(dir, "plr", 0, path) != 0);
+  HANDLE h = CreateFileA(path, GENERIC_READ | GENERIC_WRITE, 0, NULL,
+                         CREATE_ALWAYS, FILE_FLAG_DELETE_ON_CLOSE, NULL);
+  ASSERT_TRUE(h != INVALID_HANDLE_VALUE);
+  int fd = (int)(uintptr_t)h;
+  ASSERT_ERR(poller_add(p, fd, POLLER_IN, &tag), -ENOTSOCK);
+  ASSERT_ERR(poller_del(p, fd), -ENOENT);
+  int sv[2];
+  t_socketpair(sv);
+  ASSERT_OK(poller_add(p, sv[0], POLLER_IN, &tag));
+  t_write(sv[1], 1);
+  t_wait_for(p, sv[0], POLLER_IN, 5000, NULL);
+  ASSERT_OK(poller_del(p, sv[0]));
+  CloseHandle(h);
+  t_close(sv[0]);
+  t_close(sv[1]);
+  t_assert_clean(p);
+}
+
+/* A closed socket is refused with EBADF at add. */
+TEST(win_closed_socket_refused) {
+  poller *p;
+  t_open(&p);
+  int sv[2];
+  t_socketpair(sv);
+  t_close(sv[0]);
+  ASSERT_ERR(poller_add(p, sv[0], POLLER_IN, &tag), -EBADF);
+  ASSERT_ERR(poller_add(p, INT_MAX - 3, POLLER_IN, &tag), -EBADF);
+  t_close(sv[1]);
+  t_assert_clean(p);
+}
+
+/* A socket closed behind poller's back is reported once as ERR|NVAL, the
+ * other sockets keep working, and del succeeds. */
+TEST(win_closed_behind_back_nval) {
+  poller *p;
+  t_open(&p);
+  int a[2], b[2];
+  t_socketpair(a);
+  t_socketpair(b);
+  ASSERT_OK(poller_add(p, a[0], POLLER_IN, &tag));
+  ASSERT_OK(poller_add(p, b[0], POLLER_IN, &tag));
+  ASSERT_EQ(t_wait_once(p, a[0], 0), 0);
+  t_close(a[0]);
+  unsigned got = t_wait_for(p, a[0], POLLER_NVAL, 5000, NULL);
+  ASSERT_BITS(got, POLLER_ERR);
+  t_expect_none(p, a[0], 50);
+  t_write(b[1], 1);
+  t_wait_for(p, b[0], POLLER_IN, 5000, NULL);
+  ASSERT_OK(poller_del(p, a[0]));
+  ASSERT_OK(poller_del(p, b[0]));
+  t_close(a[1]);
+  t_close(b[0]);
+  t_close(b[1]);
+  t_assert_clean(p);
+}
+
+/* More sockets than Winsock's FD_SETSIZE (64): every one is watched, and
+ * each one's readiness is reported. */
+TEST_TIMEOUT(win_sets_grow_past_fd_setsize, 60) {
+  enum { N = 200 };
+  poller *p;
+  t_open(&p);
+  static int sv[N][2];
+  for (int i = 0; i < N; i++) {
+    t_socketpair(sv[i]);
+    ASSERT_OK(poller_add(p, sv[i][0], POLLER_IN, &sv[i]));
+  }
+  for (int i = 0; i < N; i += 7) {
+    t_write(sv[i][1], 1);
+    t_wait_for(p, sv[i][0], POLLER_IN, 5000, NULL);
+    t_drain(sv[i][0]);
+  }
+  t_write(sv[N - 1][1], 1);
+  poller_event ev;
+  t_wait_for(p, sv[N - 1][0], POLLER_IN, 5000, &ev);
+  ASSERT_TRUE(ev.data == &sv[N - 1]);
+  for (int i = 0; i < N; i++) {
+    ASSERT_OK(poller_del(p, sv[i][0]));
+    t_close(sv[i][0]);
+    t_close(sv[i][1]);
+  }
+  t_assert_clean(p);
+}
+
+/* poller_fd has no meaning on Windows (-1), poller_reinit is -ENOSYS and
+ * leaves the poller usable. */
+TEST(win_fd_and_reinit) {
+  poller *p;
+  t_open(&p);
+  ASSERT_EQ(poller_fd(p), -1);
+  ASSERT_ERR(poller_reinit(p), -ENOSYS);
+  int sv[2];
+  t_socketpair(sv);
+  ASSERT_OK(poller_add(p, sv[0], POLLER_OUT, &tag));
+  t_wait_for(p, sv[0], POLLER_OUT, 5000, NULL);
+  ASSERT_OK(poller_wakeup(p));
+  poller_event out[4];
+  ASSERT_GE(poller_wait(p, out, 4, 5000), 0);
+  ASSERT_OK(poller_del(p, sv[0]));
+  t_close(sv[0]);
+  t_close(sv[1]);
+  t_assert_clean(p);
+}
+
+/* A peer that closes makes the socket readable (IN, as a hang-up is
+ * everywhere), and a reset one too. */
+TEST(win_peer_close_readable) {
+  poller *p;
+  t_open(&p);
+  int sv[2];
+  t_socketpair(sv);
+  ASSERT_OK(poller_add(p, sv[0], POLLER_IN, &tag));
+  t_expect_none(p, sv[0], 30);
+  t_close(sv[1]);
+  t_wait_for(p, sv[0], POLLER_IN, 5000, NULL);
+  ASSERT_OK(poller_del(p, sv[0]));
+  t_close(sv[0]);
+  t_assert_clean(p);
+}
+#endif
