@@ -671,3 +671,54 @@ TEST(ghost_rebuild_refused_no_spin) {
   t_close(sv[1]);
   t_assert_clean(p);
 }
+
+struct nest_ctx {
+  poller *p;
+  int pfd;
+  int sv[2];
+};
+
+static void nest_child(void *arg) {
+  struct nest_ctx *c = arg;
+  ASSERT_OK(poller_reinit(c->p));
+  ASSERT_EQ(poller_fd(c->p), c->pfd);
+  ASSERT_OK(poller_flush(c->p));
+  struct pollfd pl = {c->pfd, POLLIN, 0};
+  ASSERT_EQ(poll(&pl, 1, 0), 0);
+  t_write(c->sv[1], 1);
+  ASSERT_EQ(poll(&pl, 1, 5000), 1);
+  t_wait_for(c->p, c->sv[0], POLLER_IN, 2000, NULL);
+  ASSERT_EQ(t_drain(c->sv[0]), 1);
+  ASSERT_OK(poller_del(c->p, c->sv[0]));
+  poller_close(c->p);
+}
+
+/* poller_fd keeps its number and its meaning through poller_reinit in a
+ * forked child, and the parent's stays its own. */
+TEST(poller_fd_survives_fork_reinit) {
+  if (T_BACKEND == POLLER_URING)
+    SKIP("io_uring: the child's reinit gives poller_fd a new number, and the "
+         "parent's ring keeps a completion for data the child read (issue 8 "
+         "items 18 and 13, io_uring backend)");
+  struct nest_ctx c;
+  t_open(&c.p);
+  c.pfd = poller_fd(c.p);
+  if (c.pfd < 0) {
+    poller_close(c.p);
+    SKIP("%s has no poller_fd", T_BACKEND_NAME);
+  }
+  t_socketpair(c.sv);
+  ASSERT_OK(poller_add(c.p, c.sv[0], POLLER_IN, &tag_a));
+  ASSERT_OK(poller_flush(c.p));
+  in_child(nest_child, &c);
+  ASSERT_EQ(poller_fd(c.p), c.pfd);
+  struct pollfd pl = {c.pfd, POLLIN, 0};
+  ASSERT_EQ(poll(&pl, 1, 0), 0);
+  t_write(c.sv[1], 1);
+  ASSERT_EQ(poll(&pl, 1, 5000), 1);
+  t_wait_for(c.p, c.sv[0], POLLER_IN, 2000, NULL);
+  ASSERT_OK(poller_del(c.p, c.sv[0]));
+  t_close(c.sv[0]);
+  t_close(c.sv[1]);
+  t_assert_clean(c.p);
+}
