@@ -95,6 +95,8 @@ struct kqueue_state {
   int spilled;     /* the last wait had no room for every event */
 };
 
+/* Where a pointer has 32 bits the generation does not fit and reads back
+ * as 0, which the core takes for the current one. */
 static void *make_udata(int fd, unsigned gen) {
   return (void *)(uintptr_t)((uint64_t)(uint32_t)fd | ((uint64_t)gen << 32));
 }
@@ -411,7 +413,7 @@ static int take(poller *p, const struct kqueue_state *s,
 static int must_hold(const poller *p, const struct kevent *ev) {
   unsigned gen = (unsigned)((uint64_t)(uintptr_t)ev->udata >> 32);
   const struct poller__fd *e = poller__entry(p, (int)ev->ident);
-  if (!e || e->gen != gen || !(e->flags & FD_REGISTERED))
+  if (!e || (gen && e->gen != gen) || !(e->flags & FD_REGISTERED))
     return 0;
   return (ev->flags & (EV_CLEAR | EV_DISPATCH)) ||
          (e->kmask & (POLLER_ET | POLLER_ONESHOT));
@@ -423,7 +425,7 @@ static void level_after_hangup(poller *p, struct kqueue_state *s,
                                const poller_event *ev) {
   int fd = ev->fd;
   struct poller__fd *e = poller__entry(p, fd);
-  if (!e || !(e->flags & FD_REGISTERED) || e->gen != ev->gen ||
+  if (!e || !(e->flags & FD_REGISTERED) || (ev->gen && e->gen != ev->gen) ||
       fd >= s->nftype || (s->ftype[fd] & FT_LEVELED))
     return;
   unsigned k = e->kmask;
