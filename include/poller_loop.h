@@ -111,6 +111,13 @@ void poller_loop_update_time(poller_loop *loop);
  * that keep poller_loop_run going. */
 size_t poller_loop_alive(const poller_loop *loop);
 
+/* Returns 1 when poller_loop_close was called from a callback and the
+ * close is pending until poller_loop_run returns, else 0 (also for NULL).
+ * A layer that calls several callbacks for one event (the transports'
+ * reads, a listener's accepts) checks it between them, so no callback
+ * runs once the loop is closing. */
+int poller_loop_closing(const poller_loop *loop);
+
 /* Re-initialises the loop in a forked child: a new kernel object, fd
  * watchers kept, timers kept, signal and child watchers and pending
  * wake-ups reset as documented in docs/loop.md.  Returns 0 or -errno. */

@@ -234,6 +234,10 @@ void poller_loop_update_time(poller_loop *l) {
 
 size_t poller_loop_alive(const poller_loop *l) { return l ? l->alive : 0; }
 
+int poller_loop_closing(const poller_loop *l) {
+  return l && l->close_requested;
+}
+
 int poller_loop_defer(poller_loop *l, void (*fn)(void *), void *arg) {
   if (!l || !fn)
     return -EFAULT;
@@ -613,7 +617,7 @@ static void on_sigchld(poller_signal *s, int signum, unsigned count,
   (void)s;
   (void)signum;
   (void)count;
-  for (poller_child *c = l->children; c;) {
+  for (poller_child *c = l->children; c && !l->close_requested;) {
     poller_child *next = c->next;
     if (c->pidfd < 0) {
       int status = 0;

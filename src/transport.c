@@ -393,7 +393,10 @@ static void tr_connected(poller_transport *t, unsigned events) {
 static void tr_read(poller_transport *t) {
   char buf[TR_READ_SIZE];
   for (int i = 0; i < TR_READS_PER_EVENT; i++) {
-    if (t->state != TR_OPEN || t->paused || t->eof || t->closing)
+    /* A handler may have closed the transport, paused it, or closed the
+     * whole loop (then no callback runs any more). */
+    if (t->state != TR_OPEN || t->paused || t->eof || t->closing ||
+        poller_loop_closing(t->loop))
       return;
     ssize_t n = t->is_sock ? recv(t->fd, buf, sizeof buf, 0)
                            : read(t->fd, buf, sizeof buf);
@@ -468,6 +471,10 @@ static void tr_io(poller_loop *loop, int fd, unsigned events, void *arg) {
     if (reading &&
         (events & (POLLER_IN | POLLER_HUP | POLLER_ERR | POLLER_RDHUP)))
       tr_read(t);
+    if (poller_loop_closing(t->loop)) {
+      tr_unref(t);
+      return; /* a read handler closed the loop: nothing more runs */
+    }
     if (t->state == TR_OPEN &&
         (events & (POLLER_OUT | POLLER_ERR | POLLER_HUP)) &&
         (t->head || (t->shut_req && !t->shut_done) || t->closing))
@@ -981,7 +988,9 @@ static void ls_io(poller_loop *loop, int fd, unsigned events, void *arg) {
     return;
   }
   l->refs++;
-  for (int i = 0; i < TR_ACCEPTS_PER_EVENT && !l->closed; i++) {
+  for (int i = 0; i < TR_ACCEPTS_PER_EVENT && !l->closed &&
+                  !poller_loop_closing(l->loop);
+       i++) {
     int c = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (c >= 0) {
       if (l->cb)

@@ -429,3 +429,62 @@ TEST(listener_dropped_registration_recovers) {
   poller_listener_close(l);
   finish(loop);
 }
+
+/* ---- the loop closed from a transport's handler ---- */
+
+#include <poll.h>
+
+/* The revents of fd now (0 when nothing is pending). */
+static short wait_fd_any(int fd) {
+  struct pollfd pfd = {fd, POLLIN | POLLOUT, 0};
+  ASSERT_GE(poll(&pfd, 1, 0), 0);
+  return pfd.revents;
+}
+
+struct loopcloser {
+  poller_loop *loop;
+  int reads;
+  size_t bytes;
+};
+
+static void lc_read(poller_transport *t, const void *buf, size_t len) {
+  struct loopcloser *lc = poller_transport_data(t);
+  (void)buf;
+  lc->reads++;
+  lc->bytes += len;
+  poller_loop_close(lc->loop);
+}
+
+/* poller_loop_close from on_read, with more bytes waiting than one read
+ * takes: the transport does not read on (no second on_read once the loop
+ * is closing), the run returns, and the loop and the transport are gone
+ * (no descriptor left; under ASan no use after free). */
+TEST(transport_handler_closes_loop) {
+  struct loopcloser lc = {open_loop(), 0, 0};
+  int sv[2];
+  t_socketpair(sv);
+  /* More than one read's worth (64 KiB) waiting before the loop runs:
+   * AF_UNIX delivers within write(2). */
+  char chunk[4096];
+  memset(chunk, 'z', sizeof chunk);
+  size_t queued = 0;
+  while (queued < 4 * 65536) {
+    ssize_t n = write(sv[1], chunk, sizeof chunk);
+    if (n < 0)
+      break;
+    queued += (size_t)n;
+  }
+  if (queued <= 65536)
+    SKIP("the socket pair holds only %zu bytes", queued);
+  poller_transport *t;
+  poller_transport_cbs cbs = {.on_read = lc_read};
+  ASSERT_OK(poller_transport_adopt(lc.loop, &t, sv[0], &cbs, &lc));
+  int r = poller_loop_run(lc.loop, 5000, -1);
+  ASSERT_GE(r, 0);
+  ASSERT_EQ(lc.reads, 1);
+  ASSERT_LT(lc.bytes, queued);
+  /* The loop closed the transport's fd: the peer sees it gone. */
+  ASSERT_BITS(wait_fd_any(sv[1]), POLLHUP);
+  close(sv[1]);
+  t_assert_fds_clean();
+}
