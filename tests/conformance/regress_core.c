@@ -722,3 +722,37 @@ TEST(poller_fd_survives_fork_reinit) {
   t_close(c.sv[1]);
   t_assert_clean(c.p);
 }
+
+/* The wakeup channel's slot is given back without reporting any fd
+ * twice: a regular file and a writable socket with room to spare are
+ * reported once each, at every wait. */
+TEST(wakeup_channel_topup_reports_once) {
+  poller *p;
+  int sv[2], sv2[2];
+  t_open(&p);
+  t_socketpair(sv);
+  t_socketpair(sv2);
+  int f = temp_file();
+  ASSERT_OK(poller_add(p, f, POLLER_IN, &tag_a));
+  ASSERT_OK(poller_add(p, sv[0], POLLER_OUT, &tag_b));
+  ASSERT_OK(poller_add(p, sv2[0], POLLER_OUT, &tag_b));
+  for (int max = 2; max <= 5; max++) {
+    for (int i = 0; i < 10; i++) {
+      poller_event out[5];
+      int n = poller_wait(p, out, max, 0);
+      ASSERT_EQ(n, max < 3 ? max : 3);
+      for (int j = 0; j < n; j++)
+        for (int k = j + 1; k < n; k++)
+          ASSERT_NE(out[j].fd, out[k].fd);
+    }
+  }
+  ASSERT_OK(poller_del(p, f));
+  ASSERT_OK(poller_del(p, sv[0]));
+  ASSERT_OK(poller_del(p, sv2[0]));
+  t_close(f);
+  for (int i = 0; i < 2; i++) {
+    t_close(sv[i]);
+    t_close(sv2[i]);
+  }
+  t_assert_clean(p);
+}
