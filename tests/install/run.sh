@@ -306,11 +306,11 @@ guide_echo_py() {
   mkdir -p "$tmp/guide"
   py=${POLLER_PYTHON:-/usr/bin/python3}
   [ -x "$py" ] || py=$(command -v python3)
-  # A copy of the files a clone has (src/, include/, python/), so no build
-  # left in python/ by an earlier run is reused.
+  # A copy of the files a clone has, so no build left in python/ by an
+  # earlier run is reused.
   mkdir -p "$tmp/clone"
-  (cd "$root" && source_files | grep -E '^(src|include|python)/' |
-    tar -cf - -T -) | tar -xf - -C "$tmp/clone" || return 1
+  (cd "$root" && source_files | tar -cf - -T -) | tar -xf - -C "$tmp/clone" ||
+    return 1
   "$py" -m venv --system-site-packages "$venv" &&
     (cd "$tmp/clone" && env -u PYTHONPATH "$venv/bin/python" -m pip install \
       --quiet --no-index --no-build-isolation --no-deps ./python) \
