@@ -488,3 +488,31 @@ TEST(transport_handler_closes_loop) {
   close(sv[1]);
   t_assert_fds_clean();
 }
+
+/* The transport's fd closed behind its back (an application bug): where
+ * the backend finds closed fds (select, poll), the core drops the
+ * registration and the transport fails once with -EBADF instead of
+ * hanging.  epoll and io_uring forget (or keep watching) a closed file
+ * without a word, so there is nothing to report there. */
+TEST(transport_fd_closed_behind_fails_ebadf) {
+  if (T_BACKEND != POLLER_SELECT && T_BACKEND != POLLER_POLL)
+    SKIP("%s does not report a closed fd (the kernel drops or keeps it "
+         "silently)",
+         T_BACKEND_NAME);
+  poller_loop *loop = open_loop();
+  int sv[2];
+  t_socketpair(sv);
+  struct rec r = {0};
+  poller_transport *t;
+  ASSERT_OK(poller_transport_adopt(loop, &t, sv[0], &rec_cbs, &r));
+  ASSERT_OK(close(sv[0])); /* behind the transport's back */
+  double end = t_now_ms() + 15000;
+  while (!r.done && t_now_ms() < end)
+    ASSERT_GE(poller_loop_run(loop, 50, 1), 0);
+  ASSERT_EQ(r.errors, 1);
+  ASSERT_EQ(r.last_err, -EBADF);
+  ASSERT_GE(poller_loop_run(loop, 100, -1), 0);
+  ASSERT_EQ(r.errors, 1);
+  close(sv[1]);
+  finish(loop);
+}
