@@ -10,45 +10,37 @@
  * of earlier registrations of the same number, are dropped here.  The whole
  * fd range (up to INT_MAX) fits.
  *
+ * Every registration (level, ET, ONESHOT) holds one multishot request
+ * (IORING_POLL_ADD_MULTI), armed once: it posts a completion when the file
+ * is ready at arm time and at each wake-up after.  A completion is only a
+ * hint that the fd may be ready: it says what was ready when it was
+ * posted, and with COOP_TASKRUN it is posted when this thread next enters
+ * the kernel, which may be before the caller read the data; its mask is
+ * the wake-up key, not the file's (ordinary data on a socket wakes with
+ * IN|PRI); and the kernel adds POLLRDHUP to every request, so a half-closed
+ * socket completes requests that did not ask for it.  So completions only
+ * make their fds candidates, and each wait checks its candidates with one
+ * poll(2) of timeout 0: a report carries the file's mask at the wait, as
+ * epoll's do (epoll too polls each ready file again when it reports it).
+ * Candidates that are not ready leave the list; their requests stay armed
+ * and tell when they change, so a wait with nothing to report sleeps.
+ *
  * Modes:
- *  - level and ONESHOT: a single-shot request.  A level request is renewed
- *    after each report, at the start of the next wait.
- *  - ET: a multishot request (IORING_POLL_ADD_MULTI), which the kernel
- *    reports edge-triggered; renewed only when the kernel ends it.
+ *  - level: an fd reported stays a candidate for the next wait (it is
+ *    still ready unless the caller reads), as epoll keeps level items on
+ *    its ready list.
+ *  - ET: reported when a completion came and the check finds it ready.
+ *  - ONESHOT: the request is cancelled when it is reported; ctl(rearm)
+ *    arms a new one.
  *
- * Reports describe readiness at the wait, as epoll's do.  A completion
- * says what was ready when it was posted, and with COOP_TASKRUN it is
- * posted when this thread next enters the kernel, which may be before the
- * caller read the data (a report that was already drained would make a
- * blocking read hang).  So the completions found in the ring when a wait
- * begins (posted between two waits, or left over for want of room) are
- * not reported: their requests are renewed instead, in the same
- * io_uring_enter as the wait, and a renewed request completes during that
- * submission with the file's mask of that moment (vfs_poll), or stays
- * armed.  Only completions posted during the wait's own io_uring_enter are
- * reported.
+ * Order (docs/design.md), as epoll's ready list: the candidates left over
+ * by the last wait for want of room, then the level fds the last wait
+ * reported, then the fds whose completions came since, in the kernel's
+ * order.
  *
- * Order (docs/design.md): the renewals of one wait are queued as epoll
- * orders its ready list: the completions left over by the last wait for
- * want of room first, then the level fds reported by the last wait (epoll
- * puts them back at the tail of its ready list when it reports them), then
- * the completions posted since, in the kernel's order; completions posted
- * during the wait's sleep follow in the order the kernel posted them.
- *
- * Kernel quirks handled here:
- *  - The kernel adds POLLRDHUP (with ERR and HUP) to every request's mask:
- *    a level request without IN or RDHUP in its interest completes at once
- *    on a half-closed socket, again and again.  Such a registration is
- *    watched by a multishot request instead ("hint" mode), which completes
- *    only when a wake-up brings something new; a hint that carries an
- *    asked-for bit is reported and renewed as a single-shot request.
- *  - A completion posted by a wake-up carries the wake-up key, not the
- *    file's mask: ordinary data on a socket wakes with IN|PRI.  PRI in a
- *    report is checked with poll(2) before it is reported (rare: only for
- *    registrations that ask for PRI).
- *  - Devices without a poll method (/dev/null) complete every request at
- *    once: they are always ready, as regular files are (epoll refuses both
- *    with EPERM, which is how they are told apart).
+ * Devices without a poll method (/dev/null) complete every request at
+ * once: they are always ready, as regular files are (epoll refuses both
+ * with EPERM, which is how they are told apart).
  *
  * Removals are synchronous: IORING_OP_ASYNC_CANCEL (not POLL_REMOVE, which
  * fails with -EALREADY on a multishot request that has fired and leaves it
@@ -56,8 +48,10 @@
  * and drops its file reference before io_uring_enter returns to this
  * thread, so closing the fd right after releases the file (libuv#4323,
  * where a deferred removal ran after close).  Adds and changes only queue
- * SQEs; they reach the kernel with the next wait, in the same
- * io_uring_enter (one system call per iteration).
+ * SQEs; they reach the kernel with the next wait.  A busy wait costs one
+ * poll(2) (and an io_uring_enter only when SQEs are queued or completions
+ * wait in task work); a wait that sleeps costs an io_uring_enter and the
+ * poll(2) of what woke it.
  *
  * poller_close cancels every request and lets them complete before the
  * ring is closed, so every file is released when it returns (the kernel
@@ -98,28 +92,27 @@
 #define SLOT_ID 0x00ffffffu
 #define SLOT_ARMED 0x01000000u   /* the current request is in flight */
 #define SLOT_MULTI 0x02000000u   /* ... and it is multishot */
-#define SLOT_RENEW 0x04000000u   /* in s->renew: renew at the next wait */
-#define SLOT_INBATCH 0x08000000u /* reported in this poller_wait */
-#define SLOT_HINT 0x10000000u    /* level or ONESHOT watched by multishot */
+#define SLOT_CAND 0x04000000u    /* in s->cand: checked at this wait */
+#define SLOT_HELD 0x08000000u    /* in s->held: checked at the next wait */
+#define SLOT_INBATCH 0x10000000u /* reported by this call of wait */
 
 struct uring_state {
   struct io_uring ring;
-  unsigned pending;  /* SQEs queued since the last submit */
-  unsigned leftover; /* CQEs the last wait left at the head of the ring */
-  int taskrun_flag;  /* the kernel sets IORING_SQ_TASKRUN */
-  int dropped;       /* the ring was dropped (forked child, failed reinit) */
-  pid_t owner;       /* the process that created the ring */
-  /* Level fds reported by the last wait, renewed at the next one, after
-   * the caller has read. */
-  int *renew;
-  int nrenew;
-  /* The fds reported by the current poller_wait (SLOT_INBATCH): the core
-   * may call wait again in the same poller_wait to top up a batch, and an
-   * fd must not be reported twice in one. */
-  int *batch;
-  int nbatch;
-  unsigned long long batch_wait; /* p->stats.waits of that poller_wait */
-  int cap; /* of renew, batch and probe: every fd that may be watched */
+  unsigned pending; /* SQEs queued since the last submit */
+  int taskrun_flag; /* the kernel sets IORING_SQ_TASKRUN */
+  int dropped;      /* the ring was dropped (forked child, failed reinit) */
+  pid_t owner;      /* the process that created the ring */
+  /* Candidates: fds that may be ready, checked with poll(2) at the wait,
+   * in epoll's order (see the top of this file). */
+  int *cand;
+  int ncand;
+  /* Level fds reported by the current poller_wait: candidates at the next
+   * one (the core may call wait again in the same poller_wait to top up a
+   * batch, and an fd must not be reported twice in one). */
+  int *held;
+  int nheld;
+  unsigned long long held_wait; /* p->stats.waits of that poller_wait */
+  int cap; /* of cand, held and probe: every fd that may be watched */
   struct pollfd *probe;
   struct uring_state *prev, *next; /* live rings, for the fork handler */
 };
@@ -316,23 +309,17 @@ static struct io_uring_sqe *get_sqe(poller *p) {
   return sqe;
 }
 
-/* Queues a new poll request for fd with mask `want`: multishot for ET, the
- * wakeup channel (drained at each report) and hint mode. */
+/* Queues a new multishot poll request for fd with mask `want`. */
 static int arm(poller *p, int fd, struct poller__fd *e, unsigned want) {
   struct io_uring_sqe *sqe = get_sqe(p);
   if (!sqe)
     return -EBUSY;
   unsigned slot = (unsigned)e->bidx;
   unsigned id = (slot + 1) & SLOT_ID;
-  int multi =
-      (want & POLLER_ET) || (e->flags & FD_INTERNAL) || (slot & SLOT_HINT);
-  if (multi)
-    io_uring_prep_poll_multishot(sqe, fd, to_pollmask(want));
-  else
-    io_uring_prep_poll_add(sqe, fd, to_pollmask(want));
+  io_uring_prep_poll_multishot(sqe, fd, to_pollmask(want));
   io_uring_sqe_set_data64(sqe, make_ud(fd, id));
-  slot &= ~(SLOT_ID | SLOT_MULTI);
-  slot |= id | SLOT_ARMED | (multi ? SLOT_MULTI : 0);
+  slot &= ~SLOT_ID;
+  slot |= id | SLOT_ARMED | SLOT_MULTI;
   e->bidx = (int32_t)slot;
   return 0;
 }
@@ -349,34 +336,6 @@ static int disarm(poller *p, int fd, struct poller__fd *e) {
   io_uring_sqe_set_data64(sqe, CTL_UD);
   e->bidx = (int32_t)(slot & ~(SLOT_ARMED | SLOT_MULTI));
   return 0;
-}
-
-/* Replaces fd's request by a fresh one (a single-shot one for level and
- * ONESHOT), which checks the file's readiness now. */
-static void renew_fd(poller *p, int fd, struct poller__fd *e) {
-  if (!e->kmask)
-    return; /* deleted, or disarmed by the core */
-  if (disarm(p, fd, e) < 0)
-    return;
-  e->bidx &= ~(int32_t)SLOT_HINT;
-  (void)arm(p, fd, e, e->kmask);
-}
-
-/* Queues the renewal of fd's level request for the next wait. */
-static void queue_renew(poller *p, int fd, struct poller__fd *e) {
-  struct uring_state *s = p->bstate;
-  unsigned slot = (unsigned)e->bidx;
-  if (!e->kmask || (e->kmask & POLLER_ONESHOT) || (e->flags & FD_INTERNAL) ||
-      (slot & SLOT_RENEW))
-    return;
-  if ((e->kmask & POLLER_ET) && (slot & SLOT_ARMED))
-    return; /* the multishot request goes on */
-  if (s->nrenew == s->cap) {
-    renew_fd(p, fd, e); /* no room to wait: queued now, submitted later */
-    return;
-  }
-  e->bidx |= (int32_t)SLOT_RENEW;
-  s->renew[s->nrenew++] = fd;
 }
 
 /* Cancels every request of the ring and lets the cancellations complete,
@@ -427,15 +386,15 @@ static void uring_fini(poller *p) {
   live_unlink(s);
   if (!s->dropped)
     io_uring_queue_exit(&s->ring);
-  free(s->renew);
-  free(s->batch);
+  free(s->cand);
+  free(s->held);
   free(s->probe);
   free(s);
   p->bstate = NULL;
 }
 
-/* Sizes the renewal list and the PRI probe for every fd that may hold a
- * request, so the wait path never allocates. */
+/* Sizes the candidate lists and the probe for every fd that may be
+ * watched, so the wait path never allocates. */
 static int lists_reserve(poller *p) {
   struct uring_state *s = p->bstate;
   size_t need = p->count + 8;
@@ -444,14 +403,14 @@ static int lists_reserve(poller *p) {
   size_t cap = s->cap ? (size_t)s->cap : 64;
   while (cap < need)
     cap *= 2;
-  int *r = realloc(s->renew, cap * sizeof *r);
-  if (!r)
+  int *c = realloc(s->cand, cap * sizeof *c);
+  if (!c)
     return -ENOMEM;
-  s->renew = r;
-  int *b = realloc(s->batch, cap * sizeof *b);
-  if (!b)
+  s->cand = c;
+  int *h = realloc(s->held, cap * sizeof *h);
+  if (!h)
     return -ENOMEM;
-  s->batch = b;
+  s->held = h;
   struct pollfd *pf = realloc(s->probe, cap * sizeof *pf);
   if (!pf)
     return -ENOMEM;
@@ -493,7 +452,7 @@ static int uring_ctl(poller *p, int fd, struct poller__fd *e, unsigned have,
   if (!have && want) {
     /* A new registration has no request (the id lives on, so completions
      * of an earlier registration of this number never match). */
-    e->bidx &= (int32_t)SLOT_ID;
+    e->bidx &= (int32_t)(SLOT_ID | SLOT_CAND | SLOT_HELD);
     if ((r = unpollable(p, fd)) != 0)
       return r < 0 ? r : POLLER__ALWAYS_READY;
     if ((r = lists_reserve(p)) < 0)
@@ -502,11 +461,13 @@ static int uring_ctl(poller *p, int fd, struct poller__fd *e, unsigned have,
   if (s->dropped) {
     /* A forked child before poller_reinit: the ring was the parent's,
      * nothing of this process is in the kernel. */
-    e->bidx &= (int32_t)SLOT_ID;
+    e->bidx &= (int32_t)(SLOT_ID | SLOT_CAND | SLOT_HELD);
     return 0;
   }
   if (!want) {
-    if (!((unsigned)e->bidx & SLOT_ARMED))
+    /* A cancellation may be queued already (a ONESHOT request ended at
+     * its report): submitted now too. */
+    if (!((unsigned)e->bidx & SLOT_ARMED) && !s->pending)
       return 0;
     if ((r = disarm(p, fd, e)) < 0)
       return r;
@@ -517,7 +478,6 @@ static int uring_ctl(poller *p, int fd, struct poller__fd *e, unsigned have,
   /* A change, or a re-arm: the old request (if still armed) is cancelled
    * and a new one queued, both reaching the kernel with the next wait.
    * The old request's completions carry the old id and are dropped. */
-  e->bidx &= ~(int32_t)SLOT_HINT;
   if ((r = disarm(p, fd, e)) < 0 || (r = arm(p, fd, e, want)) < 0)
     return r;
   return 0;
@@ -615,151 +575,180 @@ static int put_raw(poller_event *out, int n, int fd, struct poller__fd *e,
   return n + 1;
 }
 
-/* One completion found when the wait began: describes an earlier moment.
- * The request is renewed (it re-checks readiness during this wait's
- * submission), except for the wakeup channel and refused requests, which
- * are reported as they are.  Returns the new n. */
-static int stale_cqe(poller *p, const struct io_uring_cqe *cqe,
-                     poller_event *out, int n) {
-  int fd;
-  struct poller__fd *e = cqe_owner(p, cqe, &fd);
-  if (!e)
-    return n;
-  if (cqe->res == -ECANCELED) {
-    /* Cancelled by the kernel (the submitting thread exited): the
-     * registration still stands. */
-    if (!((unsigned)e->bidx & SLOT_ARMED))
-      renew_fd(p, fd, e);
-    return n;
+/* Makes fd a candidate of this wait (once), unless the current
+ * poller_wait reported it already (it is held for the next). */
+static void make_cand(poller *p, int fd, struct poller__fd *e) {
+  struct uring_state *s = p->bstate;
+  unsigned slot = (unsigned)e->bidx;
+  if (slot & (SLOT_CAND | SLOT_HELD))
+    return;
+  if (s->ncand == s->cap) {
+    /* Only entries of fds deleted since the last check can fill it: drop
+     * them. */
+    int w = 0;
+    for (int i = 0; i < s->ncand; i++) {
+      struct poller__fd *c = &p->fds[s->cand[i]];
+      if (c->kmask)
+        s->cand[w++] = s->cand[i];
+      else
+        c->bidx &= ~(int32_t)SLOT_CAND;
+    }
+    s->ncand = w;
+    if (w == s->cap)
+      return;
   }
-  if ((unsigned)e->bidx & SLOT_INBATCH) {
-    /* Reported already by this poller_wait: the next one checks it. */
-    if (!((unsigned)e->bidx & SLOT_ARMED))
-      queue_renew(p, fd, e);
-    return n;
-  }
-  if (e->flags & FD_INTERNAL)
-    return put_raw(out, n, fd, e, POLLER_IN);
-  if (cqe->res < 0)
-    return put_raw(out, n, fd, e, POLLER_ERR | POLLER_NVAL);
-  if (((unsigned)e->bidx & (SLOT_ARMED | SLOT_MULTI)) == SLOT_ARMED)
-    return n; /* renewed already by an earlier completion */
-  renew_fd(p, fd, e);
-  return n;
+  e->bidx |= (int32_t)SLOT_CAND;
+  s->cand[s->ncand++] = fd;
 }
 
-/* Step 1 of a wait: the completions already in the ring, and the level
- * fds reported by the last wait, become renewals, in epoll's order (see
- * the top of this file).  Stops when out[] is full.  Returns the number of
- * raw reports stored. */
-static int renew_stale(poller *p, poller_event *out, int max, int again) {
+/* Moves the completions in the ring into the candidates, in the kernel's
+ * order.  The wakeup channel and requests the kernel refused are reported
+ * as they are (raw, at out[n]).  Stops when out[] is full.  Returns the
+ * new n. */
+static int harvest(poller *p, poller_event *out, int max, int n, int *raw) {
   struct uring_state *s = p->bstate;
   struct io_uring_cq *cq = &s->ring.cq;
-  int n = 0;
   unsigned head = *cq->khead;
-  /* The ring as the wait found it: renewals submitted below when the SQ
-   * fills post fresh completions after this tail. */
-  unsigned tail = io_uring_smp_load_acquire(cq->ktail);
-  unsigned left = s->leftover < tail - head ? s->leftover : tail - head;
-  s->leftover = 0;
-  for (; left && n < max; left--, head++)
-    n = stale_cqe(p, &cq->cqes[head & cq->ring_mask], out, n);
-  io_uring_smp_store_release(cq->khead, head);
-  /* Not when the core tops up a batch: these fds were reported by this
-   * very poller_wait, and the caller has not read yet. */
-  for (int i = 0; i < s->nrenew && !again; i++) {
-    int fd = s->renew[i];
-    struct poller__fd *e = &p->fds[fd];
-    unsigned slot = (unsigned)e->bidx;
-    e->bidx &= ~(int32_t)SLOT_RENEW;
-    /* A single-shot request armed since (by a change, or above) already
-     * checks the fd now. */
-    if ((slot & SLOT_RENEW) && (slot & (SLOT_ARMED | SLOT_MULTI)) != SLOT_ARMED)
-      renew_fd(p, fd, e);
-  }
-  if (!again)
-    s->nrenew = 0;
   for (int pass = 0; pass < 2 && n < max; pass++) {
-    if (pass)
-      tail = io_uring_smp_load_acquire(cq->ktail);
-    for (; head != tail && n < max; head++)
-      n = stale_cqe(p, &cq->cqes[head & cq->ring_mask], out, n);
+    unsigned tail = io_uring_smp_load_acquire(cq->ktail);
+    for (; head != tail && n < max; head++) {
+      struct io_uring_cqe *cqe = &cq->cqes[head & cq->ring_mask];
+      int fd;
+      struct poller__fd *e = cqe_owner(p, cqe, &fd);
+      if (!e)
+        continue;
+      unsigned slot = (unsigned)e->bidx;
+      if (cqe->res == -ECANCELED) {
+        /* Cancelled by the kernel (the submitting thread exited): the
+         * registration still stands, and may be ready. */
+        if (!(slot & SLOT_ARMED) && e->kmask)
+          (void)arm(p, fd, e, e->kmask);
+        if (!(e->flags & FD_INTERNAL))
+          make_cand(p, fd, e);
+        continue;
+      }
+      if (cqe->res < 0 || (e->flags & FD_INTERNAL)) {
+        int m = put_raw(out, n, fd, e,
+                        cqe->res < 0 ? POLLER_ERR | POLLER_NVAL : POLLER_IN);
+        *raw += m - n;
+        n = m;
+        continue;
+      }
+      /* The multishot request ended (the kernel could not post a
+       * completion): a new one goes on watching. */
+      if (!(slot & SLOT_ARMED) && e->kmask)
+        (void)arm(p, fd, e, e->kmask);
+      make_cand(p, fd, e);
+    }
     io_uring_smp_store_release(cq->khead, head);
     /* Completions beyond the CQ ring wait in the kernel's overflow list
-     * (NODROP): entering with GETEVENTS moves them into the ring, where
-     * they are as old as the others (libuv#3991). */
+     * (NODROP): entering with GETEVENTS moves them into the ring
+     * (libuv#3991). */
     if (!cq_overflowed(s) || enter(p, 0, -1) < 0)
       break;
   }
-  if (head != io_uring_smp_load_acquire(cq->ktail))
-    s->leftover = io_uring_smp_load_acquire(cq->ktail) - head;
   return n;
 }
 
-/* Checks PRI in out[from, n) with poll(2): a completion posted by a
- * wake-up carries the wake-up key, and ordinary data on a socket wakes
- * with IN|PRI.  Reports left with no bit are removed and their requests
- * renewed.  Returns the new n. */
-static int check_pri(poller *p, poller_event *out, int from, int n) {
+/* Checks the candidates with one poll(2): reports those ready now with
+ * the file's mask, in the candidates' order; keeps those left out for
+ * want of room at the head of the list; holds the level fds reported for
+ * the next wait.  The others leave: their multishot requests watch them.
+ * Returns the new n. */
+static int check(poller *p, poller_event *out, int max, int n, int *raw) {
   struct uring_state *s = p->bstate;
+  struct pollfd *probe = s->probe;
   int k = 0;
-  for (int i = from; i < n && k < s->cap; i++)
-    if (out[i].events & POLLER_PRI)
-      s->probe[k++] = (struct pollfd){out[i].fd, POLLPRI, 0};
+  for (int i = 0; i < s->ncand; i++) {
+    int fd = s->cand[i];
+    struct poller__fd *e = &p->fds[fd];
+    e->bidx &= ~(int32_t)SLOT_CAND;
+    if (!e->kmask || (e->flags & (FD_DISARMED | FD_INTERNAL)))
+      continue; /* deleted, or disarmed by the core */
+    probe[k++] = (struct pollfd){fd, (short)to_pollmask(e->kmask), 0};
+  }
+  s->ncand = 0;
   if (k == 0)
     return n;
   p->stats.syscalls++;
-  if (poll(s->probe, (nfds_t)k, 0) < 0)
+  if (poll(probe, (nfds_t)k, 0) < 0) {
+    /* Nothing is lost: keep them all for the next wait. */
+    for (int j = 0; j < k; j++)
+      make_cand(p, probe[j].fd, &p->fds[probe[j].fd]);
     return n;
-  int j = 0, w = from;
-  for (int i = from; i < n; i++) {
-    poller_event ev = out[i];
-    if ((ev.events & POLLER_PRI) && j < k) {
-      if (!(s->probe[j++].revents & POLLPRI))
-        ev.events &= ~POLLER_PRI;
-      if (!(ev.events & ~POLLER__RAW)) {
-        struct poller__fd *e = &p->fds[ev.fd];
-        e->bidx &= ~(int32_t)SLOT_INBATCH;
-        if (!((unsigned)e->bidx & SLOT_ARMED) && e->kmask)
-          (void)arm(p, ev.fd, e, e->kmask);
-        continue;
-      }
-    }
-    out[w++] = ev;
   }
-  return w;
+  struct poller__fd *fds = p->fds;
+  unsigned nfds = (unsigned)p->nfds;
+  for (int j = 0; j < k; j++) {
+    int fd = probe[j].fd;
+    struct poller__fd *e = &fds[fd];
+    /* poll(2) reports ERR and HUP unasked, and NVAL for a number closed
+     * before poller_del; RDHUP and PRI only when asked. */
+    unsigned bits = from_pollmask((unsigned short)probe[j].revents) &
+                    ((e->events & 0x3fu) | POLLER_ERR | POLLER_HUP |
+                     POLLER_NVAL);
+    if (!bits)
+      continue; /* not ready: its request will tell */
+    if (n == max) {
+      make_cand(p, fd, e); /* first at the next wait */
+      continue;
+    }
+    if ((unsigned)e->bidx & SLOT_INBATCH)
+      continue; /* reported raw already (a refused request) */
+    e->bidx |= (int32_t)SLOT_INBATCH;
+    if (bits & POLLER_NVAL) {
+      out[n++] = (poller_event){fd, POLLER_ERR | POLLER_NVAL | POLLER__RAW,
+                                NULL, e->gen};
+      (*raw)++;
+      continue;
+    }
+    if (!poller__report_plain(fds, nfds, &out[n], fd, bits, e->gen)) {
+      out[n] = (poller_event){fd, bits | POLLER__RAW, NULL, e->gen};
+      (*raw)++;
+    }
+    n++;
+    if (e->kmask & POLLER_ONESHOT) {
+      (void)disarm(p, fd, e); /* reported once: the request must end */
+    } else if (!(e->kmask & POLLER_ET) && s->nheld < s->cap) {
+      /* Level: still ready at the next wait unless the caller reads. */
+      e->bidx |= (int32_t)SLOT_HELD;
+      s->held[s->nheld++] = fd;
+    }
+  }
+  return n;
 }
 
 static int uring_wait(poller *p, poller_event *out, int max, int timeout_ms) {
   struct uring_state *s = p->bstate;
-  int r;
+  int r, n = 0, raw = 0;
   if (s->dropped)
     return -ECHILD; /* a forked child must call poller_reinit first */
-  int again = s->nbatch && s->batch_wait == p->stats.waits;
-  if (!again) {
-    for (int i = 0; i < s->nbatch; i++)
-      p->fds[s->batch[i]].bidx &= ~(int32_t)SLOT_INBATCH;
-    s->nbatch = 0;
-  }
-  s->batch_wait = p->stats.waits;
-  int n = renew_stale(p, out, max, again);
-  int raw = n;
-  int first = n;
-  if (n == max)
-    goto done; /* the renewals wait in the SQ for the next wait */
-  int tmo = n > 0 || io_uring_cq_ready(&s->ring) ? 0 : timeout_ms;
-  if (tmo == 0) {
-    /* Enter only to submit, to collect completions waiting in task work
-     * (posted by other threads' wake-ups), or to flush an overflowed CQ;
-     * otherwise this wait is free. */
-    if (s->pending || cq_overflowed(s) || taskrun_pending(s)) {
-      r = enter(p, 0, -1);
-      if (r < 0 && r != -EINTR && r != -EBUSY)
-        return n ? n : r;
+  if (s->held_wait != p->stats.waits) {
+    /* A new poller_wait: the level fds reported by the last one come
+     * after the candidates it left for want of room, as epoll puts them
+     * back at the tail of its ready list. */
+    for (int i = 0; i < s->nheld; i++) {
+      int fd = s->held[i];
+      struct poller__fd *e = &p->fds[fd];
+      e->bidx &= ~(int32_t)SLOT_HELD;
+      make_cand(p, fd, e);
     }
-  } else {
-    long long t0 = tmo > 0 ? now_ms() : 0;
-    r = enter(p, 1, tmo);
+    s->nheld = 0;
+    s->held_wait = p->stats.waits;
+  }
+  /* Submit the queued changes, and collect completions waiting in task
+   * work (posted by other threads' wake-ups) or in the overflow list;
+   * otherwise the ring is as the kernel left it and no call is needed. */
+  if (s->pending || cq_overflowed(s) || taskrun_pending(s)) {
+    r = enter(p, 0, -1);
+    if (r < 0 && r != -EINTR && r != -EBUSY)
+      return r;
+  }
+  n = harvest(p, out, max, n, &raw);
+  n = check(p, out, max, n, &raw);
+  if (n == 0 && timeout_ms != 0) {
+    long long t0 = timeout_ms > 0 ? now_ms() : 0;
+    r = enter(p, 1, timeout_ms);
     if (r == -ETIME)
       return 0;
     if (r < 0)
@@ -770,118 +759,18 @@ static int uring_wait(poller *p, poller_event *out, int max, int timeout_ms) {
        * the clock tells which (the core retries EINTR against its own
        * deadline).  liburing's submit_and_wait_timeout would instead
        * enter again with the whole timeout and hide the signal. */
-      if (tmo > 0 && now_ms() - t0 >= tmo)
+      if (timeout_ms > 0 && now_ms() - t0 >= timeout_ms)
         return 0;
       return -EINTR;
     }
+    n = harvest(p, out, max, n, &raw);
+    n = check(p, out, max, n, &raw);
+    /* With nothing ready (a wake-up for a file read since), the core
+     * calls again with the time left. */
   }
-  /* Step 2: the completions posted during this wait describe its moment. */
-  struct poller__fd *fds = p->fds;
-  unsigned nfds = (unsigned)p->nfds;
-  struct io_uring_cq *cq = &s->ring.cq;
-  unsigned head = *cq->khead;
-  for (int pass = 0; pass < 2; pass++) {
-    unsigned tail = io_uring_smp_load_acquire(cq->ktail);
-    for (; head != tail; head++) {
-      if (n == max)
-        break; /* the rest are renewed first at the next wait */
-      struct io_uring_cqe *cqe = &cq->cqes[head & cq->ring_mask];
-      int fd;
-      struct poller__fd *e = cqe_owner(p, cqe, &fd);
-      if (!e)
-        continue;
-      unsigned slot = (unsigned)e->bidx;
-      if (cqe->res < 0 && cqe->res != -ECANCELED) {
-        int m = put_raw(out, n, fd, e, POLLER_ERR | POLLER_NVAL);
-        raw += m - n;
-        n = m;
-        continue;
-      }
-      if (cqe->res < 0) {
-        /* Cancelled by the kernel (the submitting thread exited): the
-         * registration still stands. */
-        if (!(slot & SLOT_ARMED) && e->kmask)
-          (void)arm(p, fd, e, e->kmask);
-        continue;
-      }
-      unsigned bits = from_pollmask((unsigned)cqe->res);
-      if (e->flags & FD_INTERNAL) {
-        int m = put_raw(out, n, fd, e, POLLER_IN);
-        raw += m - n;
-        n = m;
-        continue;
-      }
-      /* The kernel adds RDHUP (and ERR, HUP) to every request: the
-       * interest masks it first, as poller__report_plain requires. */
-      unsigned asked = bits & ((e->events & 0x3fu) | POLLER_ERR | POLLER_HUP);
-      if (!asked) {
-        /* Nothing asked for: the kernel's own RDHUP on a half-closed
-         * socket.  A single-shot request would complete again at once:
-         * watch the fd with a multishot request, which completes only at
-         * a wake-up (hint mode). */
-        if (!(slot & SLOT_ARMED) && e->kmask) {
-          if (!(e->kmask & POLLER_ET))
-            e->bidx |= (int32_t)SLOT_HINT;
-          (void)arm(p, fd, e, e->kmask);
-        }
-        continue;
-      }
-      if (slot & SLOT_INBATCH) {
-        /* A second multishot completion in this poller_wait: merged when
-         * the first is in this call's share of out[]. */
-        for (int j = n - 1; j >= first; j--)
-          if (out[j].fd == fd) {
-            out[j].events |= asked;
-            break;
-          }
-        if (!(slot & SLOT_ARMED))
-          queue_renew(p, fd, e);
-        continue;
-      }
-      e->bidx |= (int32_t)SLOT_INBATCH;
-      if (!poller__report_plain(fds, nfds, &out[n], fd, asked, e->gen)) {
-        out[n] = (poller_event){fd, asked | POLLER__RAW, NULL, e->gen};
-        raw++;
-      }
-      n++;
-    }
-    io_uring_smp_store_release(cq->khead, head);
-    if (n == max || !cq_overflowed(s) || enter(p, 0, -1) < 0)
-      break;
-  }
-  if (head != io_uring_smp_load_acquire(cq->ktail))
-    s->leftover = io_uring_smp_load_acquire(cq->ktail) - head;
-
-  /* PRI from a wake-up key is checked against the file. */
-  int before = n;
-  n = check_pri(p, out, first, n);
-  if (n != before) {
-    raw = 0;
-    for (int i = 0; i < n; i++)
-      raw += (out[i].events & POLLER__RAW) != 0;
-  }
-done:
+  for (int i = 0; i < n; i++)
+    p->fds[out[i].fd].bidx &= ~(int32_t)SLOT_INBATCH;
   p->nfinal = raw ? -1 : n;
-  /* Level fds reported are renewed at the next wait, after the caller has
-   * read; so are multishot requests the kernel ended.  ONESHOT waits for
-   * ctl(rearm). */
-  for (int i = 0; i < n; i++) {
-    int fd = out[i].fd;
-    struct poller__fd *e = &p->fds[fd];
-    /* The wakeup channel is no report: each call may pass it on. */
-    if (s->nbatch < s->cap && !(e->flags & FD_INTERNAL))
-      s->batch[s->nbatch++] = fd;
-    else
-      e->bidx &= ~(int32_t)SLOT_INBATCH;
-    if (out[i].events & POLLER_NVAL)
-      continue;
-    if (e->kmask & POLLER_ONESHOT) {
-      /* Reported once: a hint-mode multishot request must not go on. */
-      (void)disarm(p, fd, e);
-      continue;
-    }
-    queue_renew(p, fd, e);
-  }
   return n;
 }
 
@@ -889,17 +778,17 @@ static int uring_commit(poller *p) {
   struct uring_state *s = p->bstate;
   if (s->dropped)
     return 0;
-  /* A nesting loop sleeps on the ring fd next: level fds that are still
-   * ready must make it readable again. */
-  for (int i = 0; i < s->nrenew; i++) {
-    int fd = s->renew[i];
-    struct poller__fd *e = &p->fds[fd];
-    unsigned slot = (unsigned)e->bidx;
-    e->bidx &= ~(int32_t)SLOT_RENEW;
-    if ((slot & SLOT_RENEW) && (slot & (SLOT_ARMED | SLOT_MULTI)) != SLOT_ARMED)
-      renew_fd(p, fd, e);
+  if ((s->ncand || s->nheld) && !io_uring_cq_ready(&s->ring)) {
+    /* A nesting loop sleeps on the ring fd next: while fds may still be
+     * ready (level fds reported, candidates left for want of room), a
+     * no-op completion keeps it readable, as epoll's fd stays readable
+     * while its ready list is not empty. */
+    struct io_uring_sqe *sqe = get_sqe(p);
+    if (sqe) {
+      io_uring_prep_nop(sqe);
+      io_uring_sqe_set_data64(sqe, CTL_UD);
+    }
   }
-  s->nrenew = 0;
   return s->pending ? submit(p) : 0;
 }
 
@@ -916,9 +805,8 @@ static int uring_reinit(poller *p) {
     io_uring_queue_exit(&s->ring);
   memset(&s->ring, 0, sizeof s->ring);
   s->pending = 0;
-  s->leftover = 0;
-  s->nrenew = 0;
-  s->nbatch = 0;
+  s->ncand = 0;
+  s->nheld = 0;
   for (int fd = 0; fd < p->nfds; fd++)
     p->fds[fd].bidx &= (int32_t)SLOT_ID;
   int r = ring_setup(&s->ring, RING_ENTRIES, &s->taskrun_flag);
