@@ -609,7 +609,7 @@ static int harvest(poller *p, poller_event *out, int max, int n, int *raw) {
   struct uring_state *s = p->bstate;
   struct io_uring_cq *cq = &s->ring.cq;
   unsigned head = *cq->khead;
-  for (int pass = 0; pass < 2 && n < max; pass++) {
+  while (n < max) {
     unsigned tail = io_uring_smp_load_acquire(cq->ktail);
     for (; head != tail && n < max; head++) {
       struct io_uring_cqe *cqe = &cq->cqes[head & cq->ring_mask];
@@ -618,15 +618,17 @@ static int harvest(poller *p, poller_event *out, int max, int n, int *raw) {
       if (!e)
         continue;
       unsigned slot = (unsigned)e->bidx;
-      if (cqe->res == -ECANCELED) {
+      if (cqe->res == -ECANCELED && !(e->flags & FD_INTERNAL)) {
         /* Cancelled by the kernel (the submitting thread exited): the
-         * registration still stands, and may be ready. */
-        if (!(slot & SLOT_ARMED) && e->kmask)
-          (void)arm(p, fd, e, e->kmask);
-        if (!(e->flags & FD_INTERNAL))
-          make_cand(p, fd, e);
+         * registration still stands, and may be ready; check renews the
+         * request. */
+        make_cand(p, fd, e);
         continue;
       }
+      if ((e->flags & FD_INTERNAL) && !(slot & SLOT_ARMED))
+        (void)arm(p, fd, e, e->kmask); /* never without a request */
+      if (cqe->res == -ECANCELED)
+        continue;
       if (cqe->res < 0 || (e->flags & FD_INTERNAL)) {
         int m = put_raw(out, n, fd, e,
                         cqe->res < 0 ? POLLER_ERR | POLLER_NVAL : POLLER_IN);
@@ -634,16 +636,16 @@ static int harvest(poller *p, poller_event *out, int max, int n, int *raw) {
         n = m;
         continue;
       }
-      /* The multishot request ended (the kernel could not post a
-       * completion): a new one goes on watching. */
-      if (!(slot & SLOT_ARMED) && e->kmask)
-        (void)arm(p, fd, e, e->kmask);
+      /* A request that ended (the kernel ends a multishot request whose
+       * completion overflows the ring) is renewed by check, only when its
+       * fd is not ready: renewing it here would post a new completion into
+       * the full ring, and end it again. */
       make_cand(p, fd, e);
     }
     io_uring_smp_store_release(cq->khead, head);
     /* Completions beyond the CQ ring wait in the kernel's overflow list
      * (NODROP): entering with GETEVENTS moves them into the ring
-     * (libuv#3991). */
+     * (libuv#3991).  Each round consumes them: it ends. */
     if (!cq_overflowed(s) || enter(p, 0, -1) < 0)
       break;
   }
@@ -684,11 +686,15 @@ static int check(poller *p, poller_event *out, int max, int n, int *raw) {
     struct poller__fd *e = &fds[fd];
     /* poll(2) reports ERR and HUP unasked, and NVAL for a number closed
      * before poller_del; RDHUP and PRI only when asked. */
-    unsigned bits = from_pollmask((unsigned short)probe[j].revents) &
-                    ((e->events & 0x3fu) | POLLER_ERR | POLLER_HUP |
-                     POLLER_NVAL);
-    if (!bits)
-      continue; /* not ready: its request will tell */
+    unsigned bits =
+        from_pollmask((unsigned short)probe[j].revents) &
+        ((e->events & 0x3fu) | POLLER_ERR | POLLER_HUP | POLLER_NVAL);
+    if (!bits) {
+      /* Not ready: its request will tell (a new one if it ended). */
+      if (!((unsigned)e->bidx & SLOT_ARMED))
+        (void)arm(p, fd, e, e->kmask);
+      continue;
+    }
     if (n == max) {
       make_cand(p, fd, e); /* first at the next wait */
       continue;
@@ -710,9 +716,12 @@ static int check(poller *p, poller_event *out, int max, int n, int *raw) {
     if (e->kmask & POLLER_ONESHOT) {
       (void)disarm(p, fd, e); /* reported once: the request must end */
     } else if (!(e->kmask & POLLER_ET) && s->nheld < s->cap) {
-      /* Level: still ready at the next wait unless the caller reads. */
+      /* Level: still ready at the next wait unless the caller reads (the
+       * check then renews an ended request). */
       e->bidx |= (int32_t)SLOT_HELD;
       s->held[s->nheld++] = fd;
+    } else if (!((unsigned)e->bidx & SLOT_ARMED)) {
+      (void)arm(p, fd, e, e->kmask); /* ET: for the next edge */
     }
   }
   return n;

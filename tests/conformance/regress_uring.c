@@ -663,3 +663,35 @@ TEST(uring_topped_up_batch_reports_each_fd_once) {
   t_close(b[1]);
   t_assert_clean(p);
 }
+
+/* More ready fds than io_uring's completion ring holds are all reported
+ * by one wait with room for them (the rest wait in the kernel's overflow
+ * list), as epoll reports them. */
+TEST_TIMEOUT(uring_many_ready_one_wait, 60) {
+  struct rlimit rl;
+  ASSERT_SYS(getrlimit(RLIMIT_NOFILE, &rl));
+  long n = ((long)rl.rlim_cur - t_fd_count() - 50) / 2;
+  if (n > 5000)
+    n = 5000;
+  if (n < 100)
+    SKIP("RLIMIT_NOFILE %llu is too low", (unsigned long long)rl.rlim_cur);
+  poller *p;
+  t_open(&p);
+  int(*fds)[2] = calloc((size_t)n, sizeof *fds);
+  poller_event *out = calloc((size_t)n + 1, sizeof *out);
+  ASSERT_TRUE(fds && out);
+  for (long i = 0; i < n; i++) {
+    t_pipe(fds[i]);
+    ASSERT_OK(poller_add(p, fds[i][1], POLLER_OUT, NULL));
+  }
+  int got = poller_wait(p, out, (int)n + 1, 5000);
+  ASSERT_EQ(got, n);
+  for (long i = 0; i < n; i++) {
+    ASSERT_OK(poller_del(p, fds[i][1]));
+    t_close(fds[i][0]);
+    t_close(fds[i][1]);
+  }
+  free(fds);
+  free(out);
+  t_assert_clean(p);
+}
