@@ -67,7 +67,9 @@ enum poller_backend {
   POLLER_POLL = 2,   /* poll(2) */
   POLLER_EPOLL = 3,  /* epoll(7), Linux */
   POLLER_KQUEUE = 4, /* kqueue(2), BSD and macOS (or libkqueue) */
-  POLLER_URING = 5   /* io_uring poll requests, Linux 5.13+ (liburing) */
+  POLLER_URING = 5,  /* io_uring poll requests, Linux 5.13+ (liburing) */
+  POLLER_AFD = 6     /* Windows: AFD poll requests through an I/O
+                        completion port (sockets only) */
 };
 
 /* Readiness bits, used both in interest masks and in reports. */

@@ -34,7 +34,7 @@ if [ ! -d "$WINEPREFIX" ]; then
 fi
 
 total_p=0 total_f=0 total_s=0
-for backend in select; do
+for backend in afd select; do
   echo "--- conformance on $backend (Wine)"
   out=$(timeout 600 "$wine" "$build/tests/conformance.exe" --backend "$backend" 2>&1 | tr -d '\r')
   echo "$out"

@@ -12,6 +12,9 @@
 #include <stddef.h>
 
 const struct poller__backend *const poller__backends[] = {
+#ifdef POLLER_HAVE_AFD
+    &poller__backend_afd, /* Windows: O(ready), before select */
+#endif
 #ifdef POLLER_HAVE_EPOLL
     &poller__backend_epoll,
 #endif

@@ -204,6 +204,7 @@ extern const struct poller__backend poller__backend_poll;
 extern const struct poller__backend poller__backend_epoll;
 extern const struct poller__backend poller__backend_kqueue;
 extern const struct poller__backend poller__backend_uring;
+extern const struct poller__backend poller__backend_afd;
 
 /* The preference-ordered table of built backends (backends.c). */
 extern const struct poller__backend *const poller__backends[];

@@ -1066,7 +1066,7 @@ int poller_open(poller **pp, enum poller_backend backend) {
   if (!pp)
     return -EINVAL;
   *pp = NULL;
-  if ((unsigned)backend > POLLER_URING)
+  if ((unsigned)backend > POLLER_AFD)
     return -EINVAL;
   if (backend != POLLER_AUTO) {
     const struct poller__backend *be = poller__backend_find(backend);
@@ -1164,11 +1164,11 @@ unsigned poller_caps(const poller *p) {
   return p ? p->be->caps & MODE_BITS : 0;
 }
 
-static const char *const backend_names[] = {"auto",   "select", "poll",
-                                            "epoll",  "kqueue", "uring"};
+static const char *const backend_names[] = {
+    "auto", "select", "poll", "epoll", "kqueue", "uring", "afd"};
 
 const char *poller_backend_name(enum poller_backend b) {
-  if ((unsigned)b > POLLER_URING)
+  if ((unsigned)b > POLLER_AFD)
     return "unknown";
   return backend_names[b];
 }
@@ -1176,7 +1176,7 @@ const char *poller_backend_name(enum poller_backend b) {
 int poller_backend_from_name(const char *name) {
   if (!name)
     return -EINVAL;
-  for (int b = 0; b <= POLLER_URING; b++)
+  for (int b = 0; b <= POLLER_AFD; b++)
     if (strcmp(name, backend_names[b]) == 0)
       return b;
   if (strcmp(name, "io_uring") == 0)

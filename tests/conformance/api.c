@@ -22,7 +22,8 @@ static int tag;
 TEST(open_and_names) {
   poller *p = (poller *)&tag;
   ASSERT_ERR(poller_open(NULL, T_BACKEND), -EINVAL);
-  ASSERT_ERR(poller_open(&p, (enum poller_backend)6), -EINVAL);
+  /* The first value past the last backend (POLLER_AFD). */
+  ASSERT_ERR(poller_open(&p, (enum poller_backend)(POLLER_AFD + 1)), -EINVAL);
   ASSERT_TRUE(p == NULL);
   p = (poller *)&tag;
   ASSERT_ERR(poller_open(&p, (enum poller_backend)-1), -EINVAL);
@@ -53,7 +54,7 @@ TEST(open_unbuilt_backend_and_auto) {
   t_open(&p);
   poller_close(p);
   unsigned avail = poller_available();
-  for (int b = POLLER_SELECT; b <= POLLER_URING; b++) {
+  for (int b = POLLER_SELECT; b <= POLLER_AFD; b++) {
     poller *q = (poller *)&tag;
     int r = poller_open(&q, (enum poller_backend)b);
     if (avail & (1u << b)) {

@@ -140,4 +140,26 @@ TEST(win_peer_close_readable) {
   t_close(sv[0]);
   t_assert_clean(p);
 }
+/* The application's socket stays free for its own overlapped I/O: poller
+ * never ties it to a completion port of its own (a handle can belong to
+ * one port only, for its whole life). */
+TEST(win_socket_free_for_own_port) {
+  poller *p;
+  t_open(&p);
+  int sv[2];
+  t_socketpair(sv);
+  ASSERT_OK(poller_add(p, sv[0], POLLER_IN, &tag));
+  t_write(sv[1], 1);
+  t_wait_for(p, sv[0], POLLER_IN, 5000, NULL);
+  HANDLE port = CreateIoCompletionPort(
+      (HANDLE)(uintptr_t)(unsigned)sv[0], NULL, 1, 0);
+  ASSERT_TRUE(port != NULL);
+  /* Still watched, and still reported. */
+  t_wait_for(p, sv[0], POLLER_IN, 5000, NULL);
+  ASSERT_OK(poller_del(p, sv[0]));
+  CloseHandle(port);
+  t_close(sv[0]);
+  t_close(sv[1]);
+  t_assert_clean(p);
+}
 #endif
