@@ -162,4 +162,183 @@ TEST(win_socket_free_for_own_port) {
   t_close(sv[1]);
   t_assert_clean(p);
 }
+/* ---- readiness of TCP sockets (readiness.c's socket cases, in Winsock
+ * terms) ---- */
+
+#define S(fd) ((SOCKET)(uintptr_t)(unsigned)(fd))
+
+/* A non-blocking TCP socket as an int. */
+static int tcp_socket(void) {
+  SOCKET s = WSASocketW(AF_INET, SOCK_STREAM, IPPROTO_TCP, NULL, 0,
+                        WSA_FLAG_OVERLAPPED | WSA_FLAG_NO_HANDLE_INHERIT);
+  ASSERT_TRUE(s != INVALID_SOCKET);
+  u_long on = 1;
+  ASSERT_EQ(ioctlsocket(s, FIONBIO, &on), 0);
+  return (int)(uintptr_t)s;
+}
+
+/* A loopback address whose port had a listener a moment ago. */
+static void closed_port(struct sockaddr_in *sa) {
+  int l = tcp_socket();
+  int len = sizeof *sa;
+  memset(sa, 0, sizeof *sa);
+  sa->sin_family = AF_INET;
+  sa->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(bind(S(l), (struct sockaddr *)sa, sizeof *sa), 0);
+  ASSERT_EQ(getsockname(S(l), (struct sockaddr *)sa, &len), 0);
+  t_close(l);
+}
+
+/* A refused connect is ERR, whatever the interest (Winsock puts it in
+ * select's exception set only, never the write set). */
+TEST(win_connect_refused_is_error) {
+  poller *p;
+  t_open(&p);
+  struct sockaddr_in sa;
+  closed_port(&sa);
+  int c = tcp_socket();
+  int r = connect(S(c), (struct sockaddr *)&sa, sizeof sa);
+  if (r == 0 || WSAGetLastError() != WSAEWOULDBLOCK)
+    SKIP("connect finished at once (%d): no event to see", WSAGetLastError());
+  ASSERT_OK(poller_add(p, c, POLLER_OUT, &tag));
+  poller_event ev;
+  t_wait_for(p, c, POLLER_ERR, 10000, &ev);
+  ASSERT_TRUE(ev.data == &tag);
+  int err = 0, len = sizeof err;
+  ASSERT_EQ(getsockopt(S(c), SOL_SOCKET, SO_ERROR, (char *)&err, &len), 0);
+  ASSERT_EQ(err, WSAECONNREFUSED);
+  ASSERT_OK(poller_del(p, c));
+  t_close(c);
+  t_assert_clean(p);
+}
+
+/* A listening socket is readable when a connection waits, and not after
+ * it was accepted. */
+TEST(win_listen_readable_on_connect) {
+  poller *p;
+  t_open(&p);
+  int l = tcp_socket();
+  struct sockaddr_in sa;
+  int len = sizeof sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sin_family = AF_INET;
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(bind(S(l), (struct sockaddr *)&sa, sizeof sa), 0);
+  ASSERT_EQ(listen(S(l), 4), 0);
+  ASSERT_EQ(getsockname(S(l), (struct sockaddr *)&sa, &len), 0);
+  ASSERT_OK(poller_add(p, l, POLLER_IN, &tag));
+  t_expect_none(p, l, 30);
+  int c = tcp_socket();
+  int r = connect(S(c), (struct sockaddr *)&sa, sizeof sa);
+  ASSERT_TRUE(r == 0 || WSAGetLastError() == WSAEWOULDBLOCK);
+  t_wait_for(p, l, POLLER_IN, 5000, NULL);
+  SOCKET a = accept(S(l), NULL, NULL);
+  ASSERT_TRUE(a != INVALID_SOCKET);
+  t_expect_none(p, l, 30);
+  ASSERT_OK(poller_del(p, l));
+  closesocket(a);
+  t_close(c);
+  t_close(l);
+  t_assert_clean(p);
+}
+
+/* The peer's shutdown(SD_SEND) makes the socket readable (EOF); afd also
+ * reports RDHUP when asked, select cannot tell it. */
+TEST(win_rdhup_on_peer_shutdown) {
+  poller *p;
+  int sv[2];
+  t_open(&p);
+  t_socketpair(sv);
+  ASSERT_OK(poller_add(p, sv[0], POLLER_IN | POLLER_RDHUP, &tag));
+  t_expect_none(p, sv[0], 30);
+  ASSERT_EQ(shutdown(S(sv[1]), SD_SEND), 0);
+  unsigned got = t_wait_for(p, sv[0], POLLER_IN, 5000, NULL);
+  if (T_BACKEND == POLLER_AFD)
+    ASSERT_BITS(got, POLLER_RDHUP);
+  char c;
+  ASSERT_EQ(recv(S(sv[0]), &c, 1, 0), 0);
+  ASSERT_OK(poller_del(p, sv[0]));
+  t_close(sv[0]);
+  t_close(sv[1]);
+  t_assert_clean(p);
+}
+
+/* Data the peer sent before closing is readable before the end. */
+TEST(win_data_before_hup) {
+  poller *p;
+  int sv[2];
+  t_open(&p);
+  t_socketpair(sv);
+  ASSERT_OK(poller_add(p, sv[0], POLLER_IN, &tag));
+  t_write(sv[1], 5);
+  t_close(sv[1]);
+  t_wait_for(p, sv[0], POLLER_IN, 5000, NULL);
+  char buf[16];
+  int total = 0, r;
+  double deadline = t_now_ms() + 5000;
+  while ((r = recv(S(sv[0]), buf, sizeof buf, 0)) != 0) {
+    if (r > 0)
+      total += r;
+    else if (WSAGetLastError() == WSAEWOULDBLOCK && t_now_ms() < deadline)
+      t_wait_for(p, sv[0], POLLER_IN, 5000, NULL);
+    else
+      FAIL("recv: Winsock error %d", WSAGetLastError());
+  }
+  ASSERT_EQ(total, 5);
+  ASSERT_OK(poller_del(p, sv[0]));
+  t_close(sv[0]);
+  t_assert_clean(p);
+}
+
+/* A socket whose send buffer is full is not writable until the peer
+ * reads. */
+TEST_TIMEOUT(win_write_not_ready_when_full, 60) {
+  poller *p;
+  int sv[2];
+  t_open(&p);
+  t_socketpair(sv);
+  static char buf[65536];
+  memset(buf, 'x', sizeof buf);
+  for (;;) {
+    int w = send(S(sv[0]), buf, sizeof buf, 0);
+    if (w == SOCKET_ERROR) {
+      ASSERT_EQ(WSAGetLastError(), WSAEWOULDBLOCK);
+      break;
+    }
+  }
+  ASSERT_OK(poller_add(p, sv[0], POLLER_OUT, &tag));
+  t_expect_none(p, sv[0], 50);
+  double deadline = t_now_ms() + 30000;
+  for (;;) {
+    t_drain(sv[1]);
+    if (t_wait_once(p, sv[0], 50) & POLLER_OUT)
+      break;
+    if (t_now_ms() > deadline)
+      FAIL("never writable again after the peer read everything");
+  }
+  ASSERT_OK(poller_del(p, sv[0]));
+  t_close(sv[0]);
+  t_close(sv[1]);
+  t_assert_clean(p);
+}
+
+/* TCP urgent data (MSG_OOB) is PRI. */
+TEST(win_pri_urgent_data) {
+  poller *p;
+  int sv[2];
+  t_open(&p);
+  t_socketpair(sv);
+  ASSERT_OK(poller_add(p, sv[0], POLLER_PRI, &tag));
+  t_expect_none(p, sv[0], 30);
+  ASSERT_EQ(send(S(sv[1]), "!", 1, MSG_OOB), 1);
+  unsigned got = t_wait_for(p, sv[0], POLLER_PRI, 5000, NULL);
+  ASSERT_NOBITS(got, POLLER_OUT);
+  char c = 0;
+  ASSERT_EQ(recv(S(sv[0]), &c, 1, MSG_OOB), 1);
+  ASSERT_EQ(c, '!');
+  ASSERT_OK(poller_del(p, sv[0]));
+  t_close(sv[0]);
+  t_close(sv[1]);
+  t_assert_clean(p);
+}
 #endif
