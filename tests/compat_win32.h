@@ -4,7 +4,8 @@
  *
  * On Windows a test's descriptors are Winsock sockets: read and write on
  * them become recv and send.  The POSIX calls that have no Windows
- * counterpart (fcntl, dup3, signals and interval timers) are declared as
+ * counterpart (fcntl, dup3, fork, uids, rlimits, poll, signals and
+ * interval timers) are declared as
  * stubs that fail, so a test that needs them still compiles; such a test
  * starts with T_POSIX_ONLY("reason"), which skips it on Windows with the
  * reason before any stub can run.
@@ -66,5 +67,27 @@ struct itimerval {
 #define sigemptyset(set) ((void)(set))
 #define sigaction(...) t_posix_stub_()
 #define setitimer(...) t_posix_stub_()
+
+#define fork(...) t_posix_stub_()
+#define waitpid(...) t_posix_stub_()
+#define WIFEXITED(st) 0
+#define WEXITSTATUS(st) 1
+#define setresuid(...) t_posix_stub_()
+#define getuid() 0
+#define geteuid() 0
+struct rlimit {
+  long rlim_cur, rlim_max;
+};
+#define RLIMIT_NOFILE 7
+#define RLIM_INFINITY (-1L)
+#define getrlimit(...) t_posix_stub_()
+#define poll(...) t_posix_stub_()
+
+/* Real ones: the environment is the same on Windows. */
+static inline int t_setenv_(const char *name, const char *value) {
+  return _putenv_s(name, value) == 0 ? 0 : -1;
+}
+#define setenv(name, value, overwrite) t_setenv_((name), (value))
+#define unsetenv(name) t_setenv_((name), "")
 
 #endif /* POLLER_TESTS_COMPAT_WIN32_H */
