@@ -1177,6 +1177,7 @@ static void op_wait(struct st *s, const struct fz_op *op) {
            "(%d reports)",
            bname(b), max, timeout, calls, b->rc);
     b->stale_last = was_rebuilt;
+    b->rebuilt |= was_rebuilt; /* a rebuild within this wait counts too */
     int relaxed5 = known(s, FZ_KNOWN_CORE_5) && b->id != POLLER_SELECT &&
                    b->id != POLLER_POLL;
     if (timeout > 0 && b->rc == 0 && !b->wake && dt < timeout - 1 && !relaxed5)
@@ -1236,6 +1237,9 @@ static void op_wait(struct st *s, const struct fz_op *op) {
   for (int i = 0; i < s->nb; i++) {
     struct bk *b = &s->b[i];
     int d = -1;
+    /* First what the wait itself dropped (NVAL), as a loop would learn
+     * from poller_get. */
+    sync_dropped(s, b);
     if (del_fd >= 0 && valid_fd(del_fd) && b->reg[del_fd].depth && b->rc > 0) {
       int r = poller_del(b->p, del_fd);
       check_rc(s, b, "del", del_fd, r, 0);
@@ -1252,7 +1256,6 @@ static void op_wait(struct st *s, const struct fz_op *op) {
       b->wake = 0;
     else if (b->wake)
       b->wake = 2;
-    sync_dropped(s, b);
     check_count(s, b);
   }
 }
@@ -1278,8 +1281,6 @@ static void op_close(struct st *s, const struct fz_op *op) {
   }
   trace(s, "%s fd %d", fz_type_name(op->type), fd);
   close_obj(s, o);
-  int d = -1;
-  (void)d;
 }
 
 static void op_dup(struct st *s, const struct fz_op *op) {
