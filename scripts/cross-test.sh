@@ -23,6 +23,7 @@ known_epoll_11=${KNOWN_ISSUE_EPOLL_11:-0}
 arches=("$@")
 [ ${#arches[@]} -eq 0 ] && arches=(aarch64 i686)
 status=0
+qlimit=()
 
 for arch in "${arches[@]}"; do
   case "$arch" in
@@ -38,6 +39,8 @@ for arch in "${arches[@]}"; do
     echo "== $arch: KNOWN_ISSUE_EPOLL_11: epoll left out (issue 8 item 11)"
     extra+=(-DHAVE_SYS_EPOLL_H=)
     backends=(select poll)
+  else
+    extra+=(-UHAVE_SYS_EPOLL_H) # a cached "no" from an earlier run
   fi
   echo "== $arch: configure $dir ($cc, no liburing)"
   mkdir -p "$dir"
@@ -70,14 +73,27 @@ for arch in "${arches[@]}"; do
           skip=$((skip + 1)); continue ;;
       esac
       out=$("${run[@]}" "$bin" --backend "$b" --run "$t" 2>&1)
-      case $? in
+      rc=$?
+      # The same limitation in tests that open many fds: glibc's message,
+      # then qemu's own assertion.  Named below, never counted as passed.
+      if [ $rc -ne 0 ] && [ "$b" = select ] &&
+          echo "$out" | grep -q 'bit out of range 0 - FD_SETSIZE'; then
+        qlimit+=("$t"); skip=$((skip + 1)); continue
+      fi
+      case $rc in
         0) pass=$((pass + 1)) ;;
         77) skip=$((skip + 1)) ;;
         *) fail=$((fail + 1)); echo "$out" | tail -3 | sed 's/^/   /' ;;
       esac
     done
     echo "   $pass passed, $fail failed, $skip skipped"
+    [ ${#qlimit[@]} -eq 0 ] ||
+      echo "   skipped, select above FD_SETSIZE under qemu: ${qlimit[*]}"
+    qlimit=()
     [ $fail -eq 0 ] || { echo "== $arch: conformance on $b FAILED"; status=1; }
+    # Most tests skipped means the backend is missing, not that it works.
+    [ $pass -gt $skip ] ||
+      { echo "== $arch: $b is not usable under $qemu"; status=1; }
   done
   # io_uring is not built: every test on it must skip, none fail.
   echo "== $arch: io_uring absent (expect skips)"
