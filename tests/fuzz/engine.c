@@ -204,10 +204,10 @@ struct bk {
   int wake; /* a wakeup is pending */
   poller_event out[MAXREP];
   int n, max, rc;
-  int exact_ok; /* the last wait was checked exactly, with room */
-  int rebuilt;  /* the last wait dropped stale reports (epoll rebuilds) */
-  int stale_last;
-  int nchg; /* registration calls since the last wait */
+  int exact_ok;   /* the last wait was checked exactly, with room */
+  int rebuilt;    /* the last wait dropped stale reports (epoll rebuilds) */
+  int stale_last; /* a rebuild's re-added edges may still be pending */
+  int nchg;       /* registration calls since the last wait */
 };
 
 struct st {
@@ -1204,7 +1204,9 @@ static void op_wait(struct st *s, const struct fz_op *op) {
            "%s: wait(max %d, %d ms) made %llu system calls "
            "(%d reports)",
            bname(b), max, timeout, calls, b->rc);
-    b->stale_last = was_rebuilt;
+    /* The edges a rebuild re-adds are reported until a wait has room for
+     * every report. */
+    b->stale_last = was_rebuilt || (b->stale_last && b->rc >= max);
     b->rebuilt |= was_rebuilt; /* a rebuild within this wait counts too */
     int relaxed5 = known(s, FZ_KNOWN_CORE_5) && b->id != POLLER_SELECT &&
                    b->id != POLLER_POLL;
