@@ -65,6 +65,7 @@ enum fz_known {
   FZ_KNOWN_CORE_1 = 1u << 12,   /* poller_next(INT_MAX) crashes */
   FZ_KNOWN_EPOLL_REBUILD = 1u << 13, /* the ghost rebuild re-reports ET */
   FZ_KNOWN_EPOLL_STALE = 1u << 14,   /* a stale report ends a wait */
+  FZ_KNOWN_URING_LATE = 1u << 15,    /* io_uring reports a wake-up late */
 };
 
 struct fz_known_info {
