@@ -1251,7 +1251,7 @@ static void op_wait(struct st *s, const struct fz_op *op) {
   /* The same wait through select's eyes: exact level reports agree. */
   for (int fd = 0; fd < NFD && stable && !s->failed; fd++) {
     int have = 0;
-    unsigned view = 0;
+    unsigned view = 0, mfirst = 0;
     const char *first = NULL;
     for (int i = 0; i < s->nb; i++) {
       struct bk *b = &s->b[i];
@@ -1269,12 +1269,17 @@ static void op_wait(struct st *s, const struct fz_op *op) {
       for (int k = 0; k < b->rc; k++)
         if (b->out[k].fd == fd)
           got = select_view(m, b->out[k].events);
+      /* After a ghost, the backends' tables may differ (see sync_dropped):
+       * compare only registrations with the same interest. */
+      if (have && m != mfirst)
+        continue;
       if (have && got != view)
         fail(s, "differential", "fd %d: %s reports %#x, %s %#x (select view)",
              fd, first, view, bname(b), got);
       have = 1;
       view = got;
       first = bname(b);
+      mfirst = m;
     }
   next_fd:;
   }
