@@ -72,26 +72,30 @@ enum poller_backend {
                         completion port (sockets only) */
 };
 
-/* Readiness bits, used both in interest masks and in reports. */
-#define POLLER_IN 0x001u    /* readable, or the peer closed */
-#define POLLER_OUT 0x002u   /* writable */
+/* Readiness bits, used both in interest masks and in reports.  The values
+ * are poll(2)'s traditional ones (the same in <poll.h> on Linux, the BSDs
+ * and macOS), POLLER_RDHUP is Linux's POLLRDHUP, and the modes are spelled
+ * as epoll spells EPOLLONESHOT and EPOLLET, so masks built from <poll.h>
+ * or <sys/epoll.h> constants mean the same thing here. */
+#define POLLER_IN 0x001u /* readable, or the peer closed */
 /* urgent (out-of-band) data; on io_uring ask for it with POLLER_IN: a
  * PRI-only poll request is not woken by TCP urgent data (Linux 6.18). */
-#define POLLER_PRI 0x004u
-#define POLLER_ERR 0x008u   /* an error is pending; always reported */
+#define POLLER_PRI 0x002u
+#define POLLER_OUT 0x004u /* writable */
+#define POLLER_ERR 0x008u /* an error is pending; always reported */
 /* Hang-up; always reported (not on select).  A hang-up is also readable:
  * with POLLER_IN in the interest, a report with POLLER_HUP or POLLER_RDHUP
  * always has POLLER_IN too, on every backend (a pipe whose writer closed
  * included), so a caller that tests IN sees EOF. */
 #define POLLER_HUP 0x010u
-#define POLLER_RDHUP 0x020u /* the peer shut down its writing half */
 /* Report only: the registration was dropped by poller because the kernel
  * refused a deferred change or the fd was found closed (select, poll).
  * It always comes with POLLER_ERR.  See poller_wait. */
-#define POLLER_NVAL 0x040u
+#define POLLER_NVAL 0x020u
+#define POLLER_RDHUP 0x2000u /* the peer shut down its writing half */
 /* Modes, interest only. */
-#define POLLER_ET 0x100u      /* edge-triggered: report transitions */
-#define POLLER_ONESHOT 0x200u /* disarm after one report; mod re-arms */
+#define POLLER_ONESHOT (1u << 30) /* disarm after one report; mod re-arms */
+#define POLLER_ET (1u << 31)      /* edge-triggered: report transitions */
 
 /* Every bit valid in an interest mask. */
 #define POLLER_INTEREST_MASK                                                   \

@@ -213,7 +213,7 @@ static int get_mask(PyObject *obj, unsigned *mask) {
     }
     return -1;
   }
-  if (m > 0xffffu) {
+  if (m > 0xffffffffu) {
     PyErr_SetString(PyExc_ValueError, "invalid events mask");
     return -1;
   }
@@ -665,11 +665,13 @@ static PyObject *Poller_poll(PollerObject *self, PyObject *args, PyObject *kw) {
   return list;
 }
 
-/* The selector classes register `events & 3` as the interest and mask the
- * ready bits with it: that needs IN and OUT equal to selectors' EVENT_READ
- * and EVENT_WRITE. */
-_Static_assert(POLLER_IN == 1 && POLLER_OUT == 2,
-               "selectors' EVENT_READ/EVENT_WRITE are POLLER_IN/POLLER_OUT");
+/* The selector classes register EVENT_READ (1) as POLLER_IN and
+ * EVENT_WRITE (2) as POLLER_OUT (libpoller's bits are poll(2)'s, where 2
+ * is POLLPRI); this turns such an interest back into selectors' bits. */
+static inline unsigned selector_interest(unsigned interest) {
+  return ((interest & POLLER_IN) ? 1u : 0u) |
+         ((interest & POLLER_OUT) ? 2u : 0u);
+}
 
 /* The selectors' view of a report: EVENT_READ (1) / EVENT_WRITE (2), with
  * ERR and HUP counting as both (as the standard library's EpollSelector
@@ -723,7 +725,7 @@ static PyObject *select_keys(PollerObject *self, PyObject *timeout,
       data = (PyObject *)ev->data;
       ready &= dropped_interest(data);
     } else if (poller_get(self->p, ev->fd, &key) == 0 && key.gen == ev->gen) {
-      ready &= key.events;
+      ready &= selector_interest(key.events);
       data = (PyObject *)key.data;
     } else {
       continue;

@@ -107,7 +107,6 @@ struct afd_state {
   struct afd_req **reqs; /* by e->bidx */
   int nreqs, capreqs;
   int norphans;          /* cancelled requests not yet dequeued */
-  int nalloc;            /* requests allocated: bounds the submit list */
   OVERLAPPED_ENTRY entries[AFD_BATCH];
 };
 
@@ -177,34 +176,20 @@ fail:
   return r;
 }
 
-/* Queues q for submission at the next wait.  Never allocates: a request
- * is at most once in the list, and ctl keeps room for every request
- * allocated (req_new), so the wait path can call it. */
-static void submit_push(struct afd_state *s, struct afd_req *q) {
+static int submit_push(struct afd_state *s, struct afd_req *q) {
   if (q->queued)
-    return;
-  s->submit[s->nsubmit++] = q;
-  q->queued = 1;
-}
-
-static struct afd_req *req_new(struct afd_state *s) {
-  if (s->nalloc + 1 > s->capsubmit) {
+    return 0;
+  if (s->nsubmit == s->capsubmit) {
     int cap = s->capsubmit ? s->capsubmit * 2 : 64;
     struct afd_req **a = realloc(s->submit, (size_t)cap * sizeof *a);
     if (!a)
-      return NULL;
+      return -ENOMEM;
     s->submit = a;
     s->capsubmit = cap;
   }
-  struct afd_req *q = calloc(1, sizeof *q);
-  if (q)
-    s->nalloc++;
-  return q;
-}
-
-static void req_free(struct afd_state *s, struct afd_req *q) {
-  s->nalloc--;
-  free(q);
+  s->submit[s->nsubmit++] = q;
+  q->queued = 1;
+  return 0;
 }
 
 static ULONG afd_events(unsigned want) {
@@ -266,7 +251,7 @@ static int afd_ctl(poller *p, int fd, struct poller__fd *e, unsigned have,
     } else if (q->queued) {
       q->orphan = 1; /* the submit list drops and frees it */
     } else {
-      req_free(s, q);
+      free(q);
     }
     return 0;
   }
@@ -286,13 +271,16 @@ static int afd_ctl(poller *p, int fd, struct poller__fd *e, unsigned have,
       s->reqs = a;
       s->capreqs = cap;
     }
-    struct afd_req *q = req_new(s);
+    struct afd_req *q = calloc(1, sizeof *q);
     if (!q)
       return -ENOMEM;
     q->fd = fd;
     q->base = base;
     q->want = want;
-    submit_push(s, q);
+    if (submit_push(s, q) < 0) {
+      free(q);
+      return -ENOMEM;
+    }
     e->bidx = s->nreqs;
     s->reqs[s->nreqs++] = q;
     return 0;
@@ -300,7 +288,9 @@ static int afd_ctl(poller *p, int fd, struct poller__fd *e, unsigned have,
   struct afd_req *q = s->reqs[e->bidx];
   if (want == q->want && !rearm)
     return 0;
-  submit_push(s, q);
+  int r = submit_push(s, q);
+  if (r < 0)
+    return r;
   q->want = want;
   cancel(s, q); /* its completion comes back cancelled: resubmitted */
   return 0;
@@ -340,7 +330,7 @@ static int afd_wait_once(poller *p, poller_event *out, int max,
   for (int i = 0; i < s->nsubmit; i++) {
     struct afd_req *q = s->submit[i];
     if (q->orphan && !q->pending) {
-      req_free(s, q);
+      free(q);
       continue;
     }
     if (q->pending) {
@@ -377,13 +367,13 @@ static int afd_wait_once(poller *p, poller_event *out, int max,
     if (q->orphan) {
       s->norphans--;
       if (!q->queued)
-        req_free(s, q); /* else the submit list frees it */
+        free(q); /* else the submit list frees it */
       continue;
     }
     NTSTATUS st = q->iosb.Status;
     if (st == STATUS_CANCELLED || q->queued) {
       /* Cancelled for a change: the submit list has it. */
-      submit_push(s, q);
+      (void)submit_push(s, q);
       ++*requeued;
       continue;
     }
@@ -397,7 +387,7 @@ static int afd_wait_once(poller *p, poller_event *out, int max,
     if (q->want & POLLER_ONESHOT) {
       q->want = 0; /* native ONESHOT: nothing until the core re-arms */
     } else if (!(bits & POLLER_NVAL)) {
-      submit_push(s, q); /* level: ask again at the next wait */
+      (void)submit_push(s, q); /* level: ask again at the next wait */
     }
     if (bits)
       out[k++] = (poller_event){q->fd, bits, NULL, 0};
@@ -444,15 +434,15 @@ static void afd_fini(poller *p) {
       q->pending = 0;
       pending--;
       if (q->orphan && !q->queued)
-        req_free(s, q);
+        free(q);
     }
   }
   if (pending == 0) {
     for (int i = 0; i < s->nsubmit; i++)
       if (s->submit[i]->orphan)
-        req_free(s, s->submit[i]);
+        free(s->submit[i]);
     for (int i = 0; i < s->nreqs; i++)
-      req_free(s, s->reqs[i]);
+      free(s->reqs[i]);
   }
   if (s->port_sock != INVALID_SOCKET)
     closesocket(s->port_sock);

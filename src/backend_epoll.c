@@ -30,13 +30,16 @@
 #include <sys/epoll.h>
 #include <unistd.h>
 
-/* POLLER_IN, _ERR and _HUP equal their EPOLL bits; OUT and PRI are
- * swapped (the public values follow the API's own order). */
-_Static_assert(POLLER_IN == EPOLLIN && POLLER_ERR == EPOLLERR &&
-                   POLLER_HUP == EPOLLHUP && EPOLLOUT == POLLER_OUT << 1 &&
-                   EPOLLPRI == POLLER_PRI >> 1 &&
-                   EPOLLRDHUP == POLLER_RDHUP << 8,
-               "the bit moves in epoll_wait_fd rely on these values");
+/* The public bits are epoll's own (poller.h): masks pass through both
+ * ways with no translation. */
+_Static_assert(POLLER_IN == EPOLLIN && POLLER_PRI == EPOLLPRI &&
+                   POLLER_OUT == EPOLLOUT && POLLER_ERR == EPOLLERR &&
+                   POLLER_HUP == EPOLLHUP && POLLER_RDHUP == EPOLLRDHUP &&
+                   POLLER_ONESHOT == EPOLLONESHOT && POLLER_ET == EPOLLET,
+               "the POLLER_* bits must equal the EPOLL* bits");
+
+#define EPOLL_READY                                                            \
+  (POLLER_IN | POLLER_PRI | POLLER_OUT | POLLER_ERR | POLLER_HUP | POLLER_RDHUP)
 
 struct epoll_state {
   int epfd;  /* the working set, the one epoll_wait sleeps on */
@@ -44,30 +47,14 @@ struct epoll_state {
   int outer; /* poller_fd: holds epfd, created on demand, or -1 */
 };
 
-static uint32_t to_epoll(unsigned want) {
-  uint32_t ev = want & (POLLER_IN | POLLER_ERR | POLLER_HUP);
-  if (want & POLLER_OUT)
-    ev |= EPOLLOUT;
-  if (want & POLLER_PRI)
-    ev |= EPOLLPRI;
-  if (want & POLLER_RDHUP)
-    ev |= EPOLLRDHUP;
-  if (want & POLLER_ET)
-    ev |= EPOLLET;
-  if (want & POLLER_ONESHOT)
-    ev |= EPOLLONESHOT;
-  return ev;
+/* An interest mask as epoll_ctl takes it: the same bits. */
+static inline uint32_t to_epoll(unsigned want) {
+  return want & (EPOLL_READY | POLLER_ET | POLLER_ONESHOT);
 }
 
-/* Branch-free: IN, ERR, HUP keep their places, OUT (0x4) and PRI (0x2)
- * swap, EPOLLRDHUP (0x2000) moves to POLLER_RDHUP (0x20). */
-static inline unsigned to_bits(uint32_t ev) {
-  if (!(ev & (EPOLLOUT | EPOLLPRI | EPOLLRDHUP)))
-    return ev; /* IN, ERR, HUP only: the same bits (the usual report) */
-  return (ev & (POLLER_IN | POLLER_ERR | POLLER_HUP)) |
-         ((ev >> 1) & POLLER_OUT) | ((ev << 1) & POLLER_PRI) |
-         ((ev >> 8) & POLLER_RDHUP);
-}
+/* A report as the caller gets it: the same bits, masked so that a bit the
+ * kernel may add one day (EPOLLMSG, EPOLLWAKEUP...) never leaks out. */
+static inline unsigned to_bits(uint32_t ev) { return ev & EPOLL_READY; }
 
 static int epoll_probe(void) {
   int fd = epoll_create1(EPOLL_CLOEXEC);
@@ -178,8 +165,9 @@ static int epoll_wait_fd(poller *p, poller_event *out, int max,
                  "the kernel's reports must be aligned in the buffer");
   struct epoll_event *buf =
       (struct epoll_event *)(void *)((char *)out +
-                                     (size_t)max * (sizeof(poller_event) -
-                                                    sizeof(struct epoll_event)));
+                                     (size_t)max *
+                                         (sizeof(poller_event) -
+                                          sizeof(struct epoll_event)));
   p->stats.syscalls++;
   int n = epoll_wait(s->epfd, buf, max, timeout_ms);
   if (n < 0)

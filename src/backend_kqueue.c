@@ -416,7 +416,7 @@ static int must_hold(const poller *p, const struct kevent *ev) {
   if (!e || (gen && e->gen != gen) || !(e->flags & FD_REGISTERED))
     return 0;
   return (ev->flags & (EV_CLEAR | EV_DISPATCH)) ||
-         (e->kmask & (POLLER_ET | POLLER_ONESHOT));
+         (poller__kmask(e) & (POLLER_ET | POLLER_ONESHOT));
 }
 
 /* Makes an EV_CLEAR read filter of a level registration (filter_flags)
@@ -428,7 +428,7 @@ static void level_after_hangup(poller *p, struct kqueue_state *s,
   if (!e || !(e->flags & FD_REGISTERED) || (ev->gen && e->gen != ev->gen) ||
       fd >= s->nftype || (s->ftype[fd] & FT_LEVELED))
     return;
-  unsigned k = e->kmask;
+  unsigned k = poller__kmask(e);
   if (!WANT_READ(k) || (k & (POLLER_IN | POLLER_ET | POLLER_ONESHOT)))
     return; /* not a level read filter made EV_CLEAR by filter_flags */
   if (!(ev->events & ((k & POLLER_RDHUP) | POLLER_HUP | POLLER_ERR)))
@@ -563,8 +563,8 @@ static int kq_reinit(poller *p) {
   for (int fd = 0; fd < p->nfds; fd++) {
     struct poller__fd *e = &p->fds[fd];
     struct kevent ch[4];
-    if (e->kmask)
-      (void)apply(p, s, ch, build(ch, fd, e, e->kmask, 0, 0, 0));
+    if (poller__kmask(e))
+      (void)apply(p, s, ch, build(ch, fd, e, poller__kmask(e), 0, 0, 0));
   }
 #endif
   return 0;

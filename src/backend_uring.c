@@ -588,7 +588,7 @@ static void make_cand(poller *p, int fd, struct poller__fd *e) {
     int w = 0;
     for (int i = 0; i < s->ncand; i++) {
       struct poller__fd *c = &p->fds[s->cand[i]];
-      if (c->kmask)
+      if (poller__kmask(c))
         s->cand[w++] = s->cand[i];
       else
         c->bidx &= ~(int32_t)SLOT_CAND;
@@ -626,7 +626,7 @@ static int harvest(poller *p, poller_event *out, int max, int n, int *raw) {
         continue;
       }
       if ((e->flags & FD_INTERNAL) && !(slot & SLOT_ARMED))
-        (void)arm(p, fd, e, e->kmask); /* never without a request */
+        (void)arm(p, fd, e, poller__kmask(e)); /* never without a request */
       if (cqe->res == -ECANCELED)
         continue;
       if (cqe->res < 0 || (e->flags & FD_INTERNAL)) {
@@ -665,9 +665,9 @@ static int check(poller *p, poller_event *out, int max, int n, int *raw) {
     int fd = s->cand[i];
     struct poller__fd *e = &p->fds[fd];
     e->bidx &= ~(int32_t)SLOT_CAND;
-    if (!e->kmask || (e->flags & (FD_DISARMED | FD_INTERNAL)))
+    if (!poller__kmask(e) || (e->flags & (FD_DISARMED | FD_INTERNAL)))
       continue; /* deleted, or disarmed by the core */
-    probe[k++] = (struct pollfd){fd, (short)to_pollmask(e->kmask), 0};
+    probe[k++] = (struct pollfd){fd, (short)to_pollmask(poller__kmask(e)), 0};
   }
   s->ncand = 0;
   if (k == 0)
@@ -688,11 +688,12 @@ static int check(poller *p, poller_event *out, int max, int n, int *raw) {
      * before poller_del; RDHUP and PRI only when asked. */
     unsigned bits =
         from_pollmask((unsigned short)probe[j].revents) &
-        ((e->events & 0x3fu) | POLLER_ERR | POLLER_HUP | POLLER_NVAL);
+        ((e->events & (POLLER_IN | POLLER_PRI | POLLER_OUT | POLLER_RDHUP)) |
+         POLLER_ERR | POLLER_HUP | POLLER_NVAL);
     if (!bits) {
       /* Not ready: its request will tell (a new one if it ended). */
       if (!((unsigned)e->bidx & SLOT_ARMED))
-        (void)arm(p, fd, e, e->kmask);
+        (void)arm(p, fd, e, poller__kmask(e));
       continue;
     }
     if (n == max) {
@@ -713,15 +714,15 @@ static int check(poller *p, poller_event *out, int max, int n, int *raw) {
       (*raw)++;
     }
     n++;
-    if (e->kmask & POLLER_ONESHOT) {
+    if (poller__kmask(e) & POLLER_ONESHOT) {
       (void)disarm(p, fd, e); /* reported once: the request must end */
-    } else if (!(e->kmask & POLLER_ET) && s->nheld < s->cap) {
+    } else if (!(poller__kmask(e) & POLLER_ET) && s->nheld < s->cap) {
       /* Level: still ready at the next wait unless the caller reads (the
        * check then renews an ended request). */
       e->bidx |= (int32_t)SLOT_HELD;
       s->held[s->nheld++] = fd;
     } else if (!((unsigned)e->bidx & SLOT_ARMED)) {
-      (void)arm(p, fd, e, e->kmask); /* ET: for the next edge */
+      (void)arm(p, fd, e, poller__kmask(e)); /* ET: for the next edge */
     }
   }
   return n;

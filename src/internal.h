@@ -44,10 +44,35 @@ struct poller__fd {
   struct poller__stack *saved; /* entries below the top, or NULL */
   unsigned events;             /* top of the stack: interest and modes */
   unsigned gen;                /* generation of the registration */
-  uint16_t kmask;              /* mask the kernel holds, 0 for none */
+  uint16_t kpacked;            /* mask the kernel holds, packed, 0: none */
   uint16_t flags;              /* FD_* */
   int32_t bidx;                /* the backend's own slot (poll: index) */
 };
+
+/* The mask the kernel holds is kept in 16 bits so that the entry stays at
+ * 32 bytes: the readiness bits keep their values (all below 0x4000) and
+ * the modes, at the top of the public mask (poll(2)'s and epoll's layout),
+ * move to the two free bits 0x4000 (ONESHOT) and 0x8000 (ET). */
+#define POLLER__KPACK_SHIFT 16
+_Static_assert(((POLLER_IN | POLLER_PRI | POLLER_OUT | POLLER_ERR | POLLER_HUP |
+                 POLLER_RDHUP) &
+                ~0x3fffu) == 0,
+               "the readiness bits fit below the packed modes");
+_Static_assert((POLLER_ONESHOT >> POLLER__KPACK_SHIFT) == 0x4000u &&
+                   (POLLER_ET >> POLLER__KPACK_SHIFT) == 0x8000u,
+               "the modes pack into the top two bits of 16");
+
+/* Returns the mask the kernel holds for e (0: none), unpacked. */
+static inline unsigned poller__kmask(const struct poller__fd *e) {
+  unsigned k = e->kpacked;
+  return (k & 0x3fffu) | ((k & 0xc000u) << POLLER__KPACK_SHIFT);
+}
+
+/* Records m (readiness bits and modes) as the mask the kernel holds. */
+static inline void poller__set_kmask(struct poller__fd *e, unsigned m) {
+  e->kpacked =
+      (uint16_t)((m & 0x3fffu) | ((m >> POLLER__KPACK_SHIFT) & 0xc000u));
+}
 
 /* Marks a report a backend left raw among final ones (p->nfinal == -1). */
 #define POLLER__RAW 0x80000000u
@@ -136,7 +161,7 @@ struct poller {
   int capspecial;
   void *probe_buf; /* poller__pollfd[capspecial] for the emulated ET probe */
 
-  int wakefd_r, wakefd_w; /* the wakeup channel (eventfd: both equal) */
+  int wakefd_r, wakefd_w;  /* the wakeup channel (eventfd: both equal) */
   atomic_int wake_pending; /* poller_wakeup signalled the channel */
   int keep_signalled;      /* keep_fd_readable signalled it (poller.c) */
   int rebuild_due;         /* set by a backend's ctl: see rebuild above */
@@ -193,10 +218,6 @@ static inline int poller__report_plain(const struct poller__fd *fds,
   o->gen = gen;
   return 1;
 }
-
-/* Converts epoll/poll style bits (POLLIN...) into POLLER_* and back.  The
- * values of POLLIN, POLLOUT, POLLPRI, POLLERR, POLLHUP match EPOLL* on
- * Linux; poll.c and epoll.c each check what they rely on. */
 
 /* The backends, each defined in its own file; NULL where not built. */
 extern const struct poller__backend poller__backend_select;

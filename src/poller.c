@@ -42,12 +42,20 @@
 #define FD_KDISARMED 0x100u /* native ONESHOT fired: the kernel disarmed it */
 #define FD_INSPECIAL 0x200u /* present in p->special */
 
-/* Emulated ET keeps the bits it reported and found still ready in the
- * upper half of `events`, which the interest never uses. */
+/* Every bit of an interest mask as the caller gave it. */
+#define INTEREST_BITS (READY_BITS | MODE_BITS)
+
+/* Emulated ET keeps the bits it reported and found still ready in bits
+ * 16-29 of `events`, which the interest never uses (its readiness bits are
+ * below 0x4000 and its modes are bits 30 and 31): no field of its own, so
+ * the fd table entry stays at 32 bytes. */
 #define EDGE_SHIFT 16
+_Static_assert(((READY_BITS << EDGE_SHIFT) & INTEREST_BITS) == 0 &&
+                   (READY_BITS << EDGE_SHIFT) >> EDGE_SHIFT == READY_BITS,
+               "the emulated-ET bits fit between the interest's bits");
 #define EDGE_BITS(e) (((e)->events >> EDGE_SHIFT) & READY_BITS)
 #define SET_EDGE_BITS(e, b)                                                    \
-  ((e)->events = ((e)->events & 0xffffu) | ((unsigned)(b) << EDGE_SHIFT))
+  ((e)->events = ((e)->events & INTEREST_BITS) | ((unsigned)(b) << EDGE_SHIFT))
 
 int poller__fault[POLLER__FAULT_COUNT];
 
@@ -174,9 +182,9 @@ static void stack_free(struct poller__fd *e) {
  * gen (and data, when `report` is set, for the NVAL report). */
 static void drop_registration(poller *p, int fd, struct poller__fd *e,
                               int report) {
-  if (e->kmask)
-    (void)p->be->ctl(p, fd, e, e->kmask, 0, 0);
-  e->kmask = 0;
+  if (poller__kmask(e))
+    (void)p->be->ctl(p, fd, e, poller__kmask(e), 0, 0);
+  poller__set_kmask(e, 0);
   stack_free(e);
   if (e->flags & FD_REGISTERED)
     p->count--;
@@ -208,21 +216,21 @@ static int flush(poller *p, int report) {
     e->flags &= ~FD_QUEUED;
     unsigned want = want_of(p, e);
     int rearm = (e->flags & FD_KDISARMED) && want;
-    if (want == e->kmask && !rearm)
+    if (want == poller__kmask(e) && !rearm)
       continue;
-    int r = backend_ctl(p, fd, e, e->kmask, want, rearm);
+    int r = backend_ctl(p, fd, e, poller__kmask(e), want, rearm);
     p->stats.changes++;
     if (r == 0) {
-      e->kmask = (uint16_t)want;
+      poller__set_kmask(e, want);
       e->flags &= ~FD_KDISARMED;
     } else if (r == POLLER__ALWAYS_READY) {
-      e->kmask = 0;
+      poller__set_kmask(e, 0);
       e->flags |= FD_ALWAYS;
       special_add(p, fd, e);
     } else if (want == 0) {
       /* A removal the kernel refused (EBADF: the fd was closed, and the
        * kernel forgot it with the last reference).  Nothing is held. */
-      e->kmask = 0;
+      poller__set_kmask(e, 0);
     } else {
       if (!first_err)
         first_err = r;
@@ -552,12 +560,12 @@ static int rebuild_kernel_set(poller *p) {
   }
   struct poller__fd *w = &p->fds[p->wakefd_r];
   if (p->be->ctl(p, p->wakefd_r, w, 0, POLLER_IN, 0) != 0)
-    w->kmask = 0;
+    poller__set_kmask(w, 0);
   for (int fd = 0; fd < p->nfds; fd++) {
     struct poller__fd *e = &p->fds[fd];
     if (!(e->flags & FD_REGISTERED) || (e->flags & FD_INTERNAL))
       continue;
-    e->kmask = 0;
+    poller__set_kmask(e, 0);
     e->flags &= ~FD_KDISARMED;
     queue_change(p, fd, e);
   }
@@ -752,7 +760,7 @@ static int do_add(poller *p, int fd, unsigned events, void *data) {
   e->events = events;
   e->data = data;
   e->gen = gen;
-  e->kmask = 0;
+  poller__set_kmask(e, 0);
   p->count++;
   if (!sync) {
     queue_change(p, fd, e);
@@ -772,7 +780,7 @@ static int do_add(poller *p, int fd, unsigned events, void *data) {
     p->count--;
     return r;
   } else {
-    e->kmask = (uint16_t)want;
+    poller__set_kmask(e, want);
   }
   return 0;
 }
@@ -797,7 +805,7 @@ static struct poller__fd *registered(const poller *p, int fd) {
 static void set_top(poller *p, int fd, struct poller__fd *e, unsigned events,
                     void *data) {
   e->data = data;
-  if (events == (e->events & 0xffffu) && !(e->flags & FD_DISARMED))
+  if (events == (e->events & INTEREST_BITS) && !(e->flags & FD_DISARMED))
     return; /* data only, or nothing: no system call */
   e->events = events; /* also clears the emulated-ET bits */
   e->flags &= ~(FD_DISARMED | FD_EDGE_WAIT | FD_MODES);
@@ -858,7 +866,7 @@ int poller_push(poller *p, int fd, unsigned events, void *data) {
     g->cap = cap;
     e->saved = s = g;
   }
-  s->entry[s->depth].events = e->events & 0xffffu;
+  s->entry[s->depth].events = e->events & INTEREST_BITS;
   s->entry[s->depth].data = e->data;
   s->depth++;
   set_top(p, fd, e, events, data);
@@ -896,7 +904,7 @@ int poller_get(const poller *p, int fd, poller_event *key) {
   const struct poller__fd *e = registered(p, fd);
   if (!e)
     return -ENOENT;
-  *key = (poller_event){fd, e->events & 0xffffu, e->data, e->gen};
+  *key = (poller_event){fd, e->events & INTEREST_BITS, e->data, e->gen};
   return 0;
 }
 
@@ -1011,7 +1019,7 @@ static int wake_register(poller *p, int rfd, int wfd) {
   r = p->be->ctl(p, p->wakefd_r, e, 0, POLLER_IN, 0);
   if (r != 0)
     return r < 0 ? r : -EINVAL;
-  e->kmask = POLLER_IN;
+  poller__set_kmask(e, POLLER_IN);
   return 0;
 }
 
@@ -1128,7 +1136,7 @@ int poller_reinit(poller *p) {
     struct poller__fd *e = &p->fds[fd];
     if (!(e->flags & FD_REGISTERED) || (e->flags & FD_INTERNAL))
       continue;
-    e->kmask = 0;
+    poller__set_kmask(e, 0);
     e->flags &= ~FD_KDISARMED;
     queue_change(p, fd, e);
   }

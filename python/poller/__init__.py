@@ -31,6 +31,9 @@ __all__ = [
 
 IN, OUT, PRI, ERR, HUP = _poller.IN, _poller.OUT, _poller.PRI, _poller.ERR, _poller.HUP
 EVENT_READ, EVENT_WRITE = _selectors.EVENT_READ, _selectors.EVENT_WRITE
+# selectors' EVENT_READ (1) and EVENT_WRITE (2) as libpoller's interest:
+# libpoller's bits are poll(2)'s, where 2 is PRI.  Indexed by events & 3.
+_SEL_TO_POLLER = (0, IN, OUT, IN | OUT)
 _AVAILABLE = frozenset(available())
 
 
@@ -60,7 +63,8 @@ class _PollerSelector(_poller.SelectMixin, _selectors._BaseSelectorImpl):
                 if _stat.S_ISREG(mode) or _stat.S_ISDIR(mode):
                     raise PermissionError(_errno.EPERM,
                                           _os.strerror(_errno.EPERM))
-            self._selector.register(key.fd, events & 3, key)
+            self._selector.register(key.fd, _SEL_TO_POLLER[events & 3],
+                                    key)
         except BaseException:
             super().unregister(fileobj)
             raise
@@ -87,7 +91,7 @@ class _PollerSelector(_poller.SelectMixin, _selectors._BaseSelectorImpl):
                 raise ValueError(f"Invalid events: {events!r}")
             new = key._replace(events=events, data=data)
             try:
-                self._selector.modify(key.fd, events & 3, new)
+                self._selector.modify(key.fd, _SEL_TO_POLLER[events & 3], new)
             except BaseException:
                 super().unregister(fileobj)
                 try:

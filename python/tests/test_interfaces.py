@@ -172,6 +172,47 @@ class LowLevelTests:
     def test_backend_name(self):
         self.assertEqual(self.make().backend, self.BACKEND)
 
+    def test_constants_are_the_select_modules(self):
+        # The low-level bits are poll(2)'s, as the select module spells
+        # them, so a mask built from select's constants means the same.
+        import select
+        pairs = [("IN", "POLLIN"), ("PRI", "POLLPRI"), ("OUT", "POLLOUT"),
+                 ("ERR", "POLLERR"), ("HUP", "POLLHUP"),
+                 ("NVAL", "POLLNVAL"), ("RDHUP", "POLLRDHUP")]
+        if hasattr(select, "EPOLLET"):
+            pairs += [("ET", "EPOLLET"), ("ONESHOT", "EPOLLONESHOT")]
+        for ours, theirs in pairs:
+            if not hasattr(select, theirs):
+                continue
+            with self.subTest(ours):
+                self.assertEqual(getattr(poller._poller, ours) & 0xffffffff,
+                                 getattr(select, theirs) & 0xffffffff)
+
+    def test_register_select_pollout_watches_out(self):
+        # register(fd, select.POLLOUT) watches writability, not PRI: an
+        # idle connected socket is writable at once and has no urgent data.
+        import select
+        p = self.make()
+        a, b = socket.socketpair()
+        self.addCleanup(a.close)
+        self.addCleanup(b.close)
+        p.register(a, select.POLLOUT)
+        got = dict(p.poll(5))
+        self.assertIn(a.fileno(), got)
+        self.assertTrue(got[a.fileno()] & select.POLLOUT)
+        self.assertFalse(got[a.fileno()] & select.POLLPRI)
+
+    def test_register_select_pollpri_does_not_watch_out(self):
+        # select.POLLPRI means urgent data only: a writable socket without
+        # urgent data is not reported (it used to mean OUT, which spins).
+        import select
+        p = self.make()
+        a, b = socket.socketpair()
+        self.addCleanup(a.close)
+        self.addCleanup(b.close)
+        p.register(a, select.POLLPRI)
+        self.assertEqual(p.poll(0.05), [])
+
     def test_bad_input(self):
         p = self.make()
         a, b = socket.socketpair()

@@ -80,7 +80,7 @@ TEST(reg_bad_mask_rejected) {
       POLLER_IN | 0x80u,
       POLLER_IN | 0x400u,
       POLLER_IN | 0x10000u,
-      POLLER_IN | 0x80000000u,
+      POLLER_IN | 1u << 29,
       0x10000u | 0x1u << 20,
       ~0u,
   };

@@ -756,3 +756,65 @@ TEST(wakeup_channel_topup_reports_once) {
   }
   t_assert_clean(p);
 }
+
+/* The public bits are poll(2)'s (and the modes epoll's), so a mask built
+ * from <poll.h> or <sys/epoll.h> constants means the same thing (issue 11:
+ * POLLOUT used to mean PRI, and POLLPRI OUT). */
+TEST(public_bits_are_poll_values) {
+  ASSERT_EQ(POLLER_IN, (unsigned)POLLIN);
+  ASSERT_EQ(POLLER_PRI, (unsigned)POLLPRI);
+  ASSERT_EQ(POLLER_OUT, (unsigned)POLLOUT);
+  ASSERT_EQ(POLLER_ERR, (unsigned)POLLERR);
+  ASSERT_EQ(POLLER_HUP, (unsigned)POLLHUP);
+  ASSERT_EQ(POLLER_NVAL, (unsigned)POLLNVAL);
+#ifdef POLLRDHUP
+  ASSERT_EQ(POLLER_RDHUP, (unsigned)POLLRDHUP);
+#endif
+#ifdef __linux__
+  ASSERT_EQ(POLLER_ONESHOT, (unsigned)EPOLLONESHOT);
+  ASSERT_EQ(POLLER_ET, (unsigned)EPOLLET);
+#endif
+  /* And they mean it: POLLOUT watches writability on every backend. */
+  poller *p;
+  int sv[2];
+  t_open(&p);
+  t_socketpair(sv);
+  ASSERT_OK(poller_add(p, sv[0], POLLOUT, &tag_a));
+  ASSERT_EQ(wait_any(p, sv[0], 5000) & (POLLER_OUT | POLLER_PRI), POLLER_OUT);
+  ASSERT_OK(poller_del(p, sv[0]));
+  t_close(sv[0]);
+  t_close(sv[1]);
+  t_assert_clean(p);
+}
+
+/* The modes, now at the top of the mask, are kept whole in a key and by
+ * the kernel-side bookkeeping (16 bits per fd in the core's table): a key
+ * reads back as given, and a mod that changes only a mode is applied. */
+TEST(mode_bits_kept_in_key) {
+  poller *p;
+  int sv[2];
+  t_open(&p);
+  t_socketpair(sv);
+  const unsigned masks[] = {
+      POLLER_IN | POLLER_ET,
+      POLLER_IN | POLLER_ONESHOT,
+      POLLER_IN | POLLER_OUT | POLLER_RDHUP | POLLER_ET | POLLER_ONESHOT,
+      POLLER_IN | POLLER_RDHUP,
+  };
+  ASSERT_OK(poller_add(p, sv[0], masks[0], &tag_a));
+  for (size_t i = 0; i < sizeof masks / sizeof masks[0]; i++) {
+    ASSERT_OK(poller_mod(p, sv[0], masks[i], &tag_b));
+    poller_event key;
+    ASSERT_OK(poller_get(p, sv[0], &key));
+    ASSERT_EQ(key.events, masks[i]);
+  }
+  /* Level again after ET: reported at every wait while readable. */
+  ASSERT_OK(poller_mod(p, sv[0], POLLER_IN, &tag_b));
+  ASSERT_EQ(send(sv[1], "x", 1, 0), 1);
+  ASSERT_TRUE(wait_any(p, sv[0], 5000) & POLLER_IN);
+  ASSERT_TRUE(wait_any(p, sv[0], 5000) & POLLER_IN);
+  ASSERT_OK(poller_del(p, sv[0]));
+  t_close(sv[0]);
+  t_close(sv[1]);
+  t_assert_clean(p);
+}
