@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Installs the Debian packages poller's build, tests, examples and
 # benchmarks need, when they are missing.  Idempotent; quiet when all are
-# present.  Usage: scripts/deps.sh [core|test|bench|windows]  (default: test)
+# present.  Usage: scripts/deps.sh [core|test|bench|windows|cross|fuzz]
+# (default: test).  cross: the cross compilers and qemu-user of
+# scripts/cross-test.sh; fuzz: clang and libFuzzer for tests/fuzz's opt-in
+# fuzz_ops target.
 set -euo pipefail
 want=${1:-test}
 pkgs=(cmake make gcc pkg-config liburing-dev)
@@ -18,7 +21,10 @@ case "$want" in
   windows)
     # The cross compiler and Wine of scripts/test-windows.sh.
     pkgs=(cmake make gcc-mingw-w64-x86-64 wine64) ;;
-  *) echo "usage: $0 [core|test|bench|windows]" >&2; exit 2 ;;
+  cross) pkgs=(cmake make gcc-aarch64-linux-gnu gcc-i686-linux-gnu
+               libc6-dev-arm64-cross libc6-dev-i386-cross qemu-user) ;;
+  fuzz) pkgs+=(clang libfuzzer-14-dev) ;;
+  *) echo "usage: $0 [core|test|bench|windows|cross|fuzz]" >&2; exit 2 ;;
 esac
 missing=()
 for p in "${pkgs[@]}"; do

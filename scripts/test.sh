@@ -4,8 +4,9 @@
 # install into a temporary prefix used by pkg-config and CMake consumers
 # (tests/install/run.sh), the Python binding's tests, and the benchmarks'
 # quick smoke run (which checks results, never speed), and the Windows
-# cross-build's conformance suite under Wine.  Installs missing
-# Debian packages first.
+# cross-build's conformance suite under Wine, and the aarch64 and i686
+# cross-builds' conformance suite under qemu-user (scripts/cross-test.sh).
+# Installs missing Debian packages first.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh test || exit 1
@@ -26,6 +27,7 @@ step install bash tests/install/run.sh
 step python bash python/run-tests.sh
 step bench-smoke bash bench/run.sh --quick
 step windows-wine bash scripts/test-windows.sh
+step cross-arch bash scripts/cross-test.sh
 [ $failed -eq 0 ] || echo "failed suites: ${names[*]}"
 echo "suites: $passed passed, $failed failed"
 [ $failed -eq 0 ]

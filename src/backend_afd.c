@@ -107,6 +107,7 @@ struct afd_state {
   struct afd_req **reqs; /* by e->bidx */
   int nreqs, capreqs;
   int norphans;          /* cancelled requests not yet dequeued */
+  int nalloc;            /* requests allocated: bounds the submit list */
   OVERLAPPED_ENTRY entries[AFD_BATCH];
 };
 
@@ -176,20 +177,34 @@ fail:
   return r;
 }
 
-static int submit_push(struct afd_state *s, struct afd_req *q) {
+/* Queues q for submission at the next wait.  Never allocates: a request
+ * is at most once in the list, and ctl keeps room for every request
+ * allocated (req_new), so the wait path can call it. */
+static void submit_push(struct afd_state *s, struct afd_req *q) {
   if (q->queued)
-    return 0;
-  if (s->nsubmit == s->capsubmit) {
+    return;
+  s->submit[s->nsubmit++] = q;
+  q->queued = 1;
+}
+
+static struct afd_req *req_new(struct afd_state *s) {
+  if (s->nalloc + 1 > s->capsubmit) {
     int cap = s->capsubmit ? s->capsubmit * 2 : 64;
     struct afd_req **a = realloc(s->submit, (size_t)cap * sizeof *a);
     if (!a)
-      return -ENOMEM;
+      return NULL;
     s->submit = a;
     s->capsubmit = cap;
   }
-  s->submit[s->nsubmit++] = q;
-  q->queued = 1;
-  return 0;
+  struct afd_req *q = calloc(1, sizeof *q);
+  if (q)
+    s->nalloc++;
+  return q;
+}
+
+static void req_free(struct afd_state *s, struct afd_req *q) {
+  s->nalloc--;
+  free(q);
 }
 
 static ULONG afd_events(unsigned want) {
@@ -251,7 +266,7 @@ static int afd_ctl(poller *p, int fd, struct poller__fd *e, unsigned have,
     } else if (q->queued) {
       q->orphan = 1; /* the submit list drops and frees it */
     } else {
-      free(q);
+      req_free(s, q);
     }
     return 0;
   }
@@ -271,16 +286,13 @@ static int afd_ctl(poller *p, int fd, struct poller__fd *e, unsigned have,
       s->reqs = a;
       s->capreqs = cap;
     }
-    struct afd_req *q = calloc(1, sizeof *q);
+    struct afd_req *q = req_new(s);
     if (!q)
       return -ENOMEM;
     q->fd = fd;
     q->base = base;
     q->want = want;
-    if (submit_push(s, q) < 0) {
-      free(q);
-      return -ENOMEM;
-    }
+    submit_push(s, q);
     e->bidx = s->nreqs;
     s->reqs[s->nreqs++] = q;
     return 0;
@@ -288,9 +300,7 @@ static int afd_ctl(poller *p, int fd, struct poller__fd *e, unsigned have,
   struct afd_req *q = s->reqs[e->bidx];
   if (want == q->want && !rearm)
     return 0;
-  int r = submit_push(s, q);
-  if (r < 0)
-    return r;
+  submit_push(s, q);
   q->want = want;
   cancel(s, q); /* its completion comes back cancelled: resubmitted */
   return 0;
@@ -330,7 +340,7 @@ static int afd_wait_once(poller *p, poller_event *out, int max,
   for (int i = 0; i < s->nsubmit; i++) {
     struct afd_req *q = s->submit[i];
     if (q->orphan && !q->pending) {
-      free(q);
+      req_free(s, q);
       continue;
     }
     if (q->pending) {
@@ -367,13 +377,13 @@ static int afd_wait_once(poller *p, poller_event *out, int max,
     if (q->orphan) {
       s->norphans--;
       if (!q->queued)
-        free(q); /* else the submit list frees it */
+        req_free(s, q); /* else the submit list frees it */
       continue;
     }
     NTSTATUS st = q->iosb.Status;
     if (st == STATUS_CANCELLED || q->queued) {
       /* Cancelled for a change: the submit list has it. */
-      (void)submit_push(s, q);
+      submit_push(s, q);
       ++*requeued;
       continue;
     }
@@ -387,7 +397,7 @@ static int afd_wait_once(poller *p, poller_event *out, int max,
     if (q->want & POLLER_ONESHOT) {
       q->want = 0; /* native ONESHOT: nothing until the core re-arms */
     } else if (!(bits & POLLER_NVAL)) {
-      (void)submit_push(s, q); /* level: ask again at the next wait */
+      submit_push(s, q); /* level: ask again at the next wait */
     }
     if (bits)
       out[k++] = (poller_event){q->fd, bits, NULL, 0};
@@ -434,15 +444,15 @@ static void afd_fini(poller *p) {
       q->pending = 0;
       pending--;
       if (q->orphan && !q->queued)
-        free(q);
+        req_free(s, q);
     }
   }
   if (pending == 0) {
     for (int i = 0; i < s->nsubmit; i++)
       if (s->submit[i]->orphan)
-        free(s->submit[i]);
+        req_free(s, s->submit[i]);
     for (int i = 0; i < s->nreqs; i++)
-      free(s->reqs[i]);
+      req_free(s, s->reqs[i]);
   }
   if (s->port_sock != INVALID_SOCKET)
     closesocket(s->port_sock);

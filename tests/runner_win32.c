@@ -32,12 +32,12 @@ static struct t_test *t_head, *t_tail;
 static int t_base_fds = -1;
 
 void t_register(struct t_test *t) {
-  t->next = NULL;
-  if (t_tail)
-    t_tail->next = t;
-  else
-    t_head = t;
-  t_tail = t;
+  /* mingw-w64 runs a file's constructors last first: prepending restores
+   * the order of definition. */
+  t->next = t_head;
+  t_head = t;
+  if (!t_tail)
+    t_tail = t;
 }
 
 /* Writes the message for the parent, or to stderr when run alone. */
