@@ -100,6 +100,7 @@ struct uring_state {
   struct io_uring ring;
   unsigned pending; /* SQEs queued since the last submit */
   int taskrun_flag; /* the kernel sets IORING_SQ_TASKRUN */
+  int wake_due;     /* a wakeup completion waits for room in out[] */
   int dropped;      /* the ring was dropped (forked child, failed reinit) */
   pid_t owner;      /* the process that created the ring */
   /* Candidates: fds that may be ready, checked with poll(2) at the wait,
@@ -609,10 +610,22 @@ static int harvest(poller *p, poller_event *out, int max, int n, int *raw) {
   struct uring_state *s = p->bstate;
   struct io_uring_cq *cq = &s->ring.cq;
   unsigned head = *cq->khead;
-  while (n < max) {
+  if (s->wake_due && n < max) {
+    struct poller__fd *w = poller__entry(p, p->wakefd_r);
+    s->wake_due = 0;
+    if (w && (w->flags & FD_INTERNAL)) {
+      int m = put_raw(out, n, p->wakefd_r, w, POLLER_IN);
+      *raw += m - n;
+      n = m;
+    }
+  }
+  for (;;) {
     unsigned tail = io_uring_smp_load_acquire(cq->ktail);
-    for (; head != tail && n < max; head++) {
+    for (; head != tail; head++) {
       struct io_uring_cqe *cqe = &cq->cqes[head & cq->ring_mask];
+      /* A refused request needs room for its report: the rest wait. */
+      if (n == max && cqe->res < 0 && cqe->res != -ECANCELED)
+        break;
       int fd;
       struct poller__fd *e = cqe_owner(p, cqe, &fd);
       if (!e)
@@ -629,6 +642,12 @@ static int harvest(poller *p, poller_event *out, int max, int n, int *raw) {
         (void)arm(p, fd, e, poller__kmask(e)); /* never without a request */
       if (cqe->res == -ECANCELED)
         continue;
+      if ((e->flags & FD_INTERNAL) && n == max && !(slot & SLOT_INBATCH)) {
+        /* No room: the wakeup is passed on at the next call, and the
+         * completions behind it still become candidates. */
+        s->wake_due = 1;
+        continue;
+      }
       if (cqe->res < 0 || (e->flags & FD_INTERNAL)) {
         int m = put_raw(out, n, fd, e,
                         cqe->res < 0 ? POLLER_ERR | POLLER_NVAL : POLLER_IN);
@@ -646,7 +665,7 @@ static int harvest(poller *p, poller_event *out, int max, int n, int *raw) {
     /* Completions beyond the CQ ring wait in the kernel's overflow list
      * (NODROP): entering with GETEVENTS moves them into the ring
      * (libuv#3991).  Each round consumes them: it ends. */
-    if (!cq_overflowed(s) || enter(p, 0, -1) < 0)
+    if (head != tail || !cq_overflowed(s) || enter(p, 0, -1) < 0)
       break;
   }
   return n;
@@ -817,6 +836,7 @@ static int uring_reinit(poller *p) {
   s->pending = 0;
   s->ncand = 0;
   s->nheld = 0;
+  s->wake_due = 0;
   for (int fd = 0; fd < p->nfds; fd++)
     p->fds[fd].bidx &= (int32_t)SLOT_ID;
   int r = ring_setup(&s->ring, RING_ENTRIES, &s->taskrun_flag);

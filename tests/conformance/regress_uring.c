@@ -695,3 +695,34 @@ TEST_TIMEOUT(uring_many_ready_one_wait, 60) {
   free(out);
   t_assert_clean(p);
 }
+
+/* A file that became ready is reported at the next wait even when the
+ * wakeup channel, kept signalled for an always-ready file, took the room
+ * left in out[] first (io_uring: its completion came before the file's). */
+TEST(uring_ready_fd_not_hidden_by_wakeup_channel) {
+  poller *p;
+  int fds[2];
+  t_open(&p);
+  char path[] = "/tmp/poller-regress-XXXXXX";
+  int f = mkstemp(path);
+  ASSERT_SYS(f);
+  ASSERT_SYS(unlink(path));
+  t_pipe(fds);
+  ASSERT_OK(poller_add(p, f, POLLER_IN, NULL));
+  ASSERT_OK(poller_add(p, fds[1], POLLER_IN | POLLER_PRI, NULL));
+  poller_event out[2];
+  for (int i = 0; i < 4; i++)
+    ASSERT_EQ(poller_wait(p, out, 2, 0), 1); /* the file only */
+  t_close(fds[0]);                           /* the writer now shows ERR */
+  int n = poller_wait(p, out, 2, 1000);
+  ASSERT_EQ(n, 2);
+  int w = out[0].fd == fds[1] ? 0 : 1;
+  ASSERT_EQ(out[w].fd, fds[1]);
+  if (T_BACKEND != POLLER_SELECT) /* select cannot tell an error */
+    ASSERT_BITS(out[w].events, POLLER_ERR);
+  ASSERT_OK(poller_del(p, f));
+  ASSERT_OK(poller_del(p, fds[1]));
+  t_close(f);
+  t_close(fds[1]);
+  t_assert_clean(p);
+}
