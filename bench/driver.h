@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * driver.h - the interface every benchmark driver implements: one small
  * file per event library (poller on each backend, a hand-written epoll

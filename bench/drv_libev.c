@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* drv_libev.c - libev (Debian's libev-dev): one ev_io per fd; the "setup"
  * step is ev_io_stop + ev_io_set + ev_io_start. */
 #include "driver.h"

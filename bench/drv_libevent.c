@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* drv_libevent.c - libevent 2.1 (Debian's libevent-dev): one persistent
  * read event per fd; the "setup" step is event_del + event_add. */
 #include "driver.h"

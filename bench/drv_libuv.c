@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* drv_libuv.c - libuv 1.44 (Debian's libuv1-dev): one uv_poll_t per fd;
  * the "setup" step is uv_poll_stop + uv_poll_start. */
 #include "driver.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* drv_poller.c - poller's core API: poller_wait and a dispatch through the
  * data pointer.  The "setup" step is poller_mod to another mask and back,
  * which poller's change queue turns into no system call at all. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* drv_raw_epoll.c - the floor: a hand-written epoll loop with the index in
  * data.u32 and no bookkeeping.  Its "setup" step is EPOLL_CTL_DEL + ADD
  * per watcher, what a program without a change queue does. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * echo.c - the echo benchmark over 127.0.0.1 TCP.  The server is one of
  * the drivers (driver.h); the load client runs in its own process (forked)

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * pipes.c - the pipes benchmark, in the manner of libevent's classic
  * bench: N socket pairs, each watched for reading; each iteration writes

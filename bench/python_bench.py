@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Python benchmark: poller's selectors against the standard library.
 
 1. select() cost: N registered socket pairs (read side registered for

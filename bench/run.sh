@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # bench/run.sh - builds the benchmarks and runs the pipes benchmark for
 # every driver, printing markdown tables with ratios to the raw epoll loop
 # of the same run, and user-space instruction counts from callgrind.

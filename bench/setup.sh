@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Installs the peers the benchmarks compare against (Debian packages), and
 # valgrind for the instruction counts, when they are missing.
 set -euo pipefail

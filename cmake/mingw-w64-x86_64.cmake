@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # mingw-w64-x86_64.cmake - cross-builds poller for 64-bit Windows with the
 # mingw-w64 GCC (Debian: gcc-mingw-w64-x86-64).  scripts/test-windows.sh
 # uses it and runs the result under Wine:

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * chat_server.c - a line-based chat on the poller loop: every line a
  * client sends is broadcast to all the other clients as "[id] line".

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * demo.c - the README demo: an echo server on 127.0.0.1 (an ephemeral
  * port) and clients driving real connections through it, in one loop, on

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * echo_client.c - sends messages to an echo server and checks the echo.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * echo_logic.h - the echo server's logic, shared by examples/echo_server.c,
  * examples/demo.c and the transport tests (which push 1,000 connections

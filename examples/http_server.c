@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * http_server.c - a tiny HTTP/1.1 server on the poller loop: answers GET
  * (and HEAD) with a fixed small body, keeps connections alive and answers

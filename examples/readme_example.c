@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * readme_example.c - the README's short example, completed: serve() is
  * the function the README shows (keep the two identical), main() gives it

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * watch.c - one loop watching a file, a child process and a signal at
  * once, through the loop's own handles (poller_fswatch, poller_child,

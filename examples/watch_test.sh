@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # watch_test.sh - examples/watch leaves other people's files alone:
 #  1. `watch FILE 1` only observes FILE: its content, size, inode, mtime
 #     and ctime are the same afterwards, and nothing appears next to it;

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * poller_loop.h - the event loop over a poller: fd watchers, timers,
  * signals, child processes, file changes and cross-thread wake-ups, on

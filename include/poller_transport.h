@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * poller_transport.h - buffered connections and listeners on a poller_loop,
  * after pike's BasePoller (add_channel, del_channel, defer_write and the

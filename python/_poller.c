@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * _poller.c - the CPython extension over libpoller's core API.
  *

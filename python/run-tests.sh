@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Installs the poller package the way a user does (pip, offline, with the
 # setuptools already installed) into a fresh virtual environment, then runs
 # every Python test against that installed package, from outside the source

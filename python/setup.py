@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Builds the poller package: the extension poller._poller, compiled from
 python/_poller.c and the C library's sources (src/, include/ one directory
 up, linked in statically), and the pure-Python modules of python/poller/.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Cross-builds the library and the conformance suite for aarch64 and i686
 # (Debian's gcc-aarch64-linux-gnu and gcc-i686-linux-gnu, without liburing)
 # and runs the suite under qemu-user on select, poll and epoll.  io_uring is

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Builds poller and runs the demo: a server on 127.0.0.1 driven by real
 # connections through every backend available here.
 set -euo pipefail

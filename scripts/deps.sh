@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Installs the Debian packages poller's build, tests, examples and
 # benchmarks need, when they are missing.  Idempotent; quiet when all are
 # present.  Usage: scripts/deps.sh [core|test|bench|windows|cross|fuzz]

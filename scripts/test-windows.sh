@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Cross-builds poller for 64-bit Windows with mingw-w64 and runs the
 # Windows conformance suite under Wine, on every Windows backend, printing
 # each run's TAP lines and a closing line "N passed, N failed, N skipped"

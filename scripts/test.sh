@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Builds poller and runs every test: the C suites (conformance on every
 # backend, loop and transports) in a normal and a sanitizer build, an
 # install into a temporary prefix used by pkg-config and CMake consumers

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * backend_afd.c - the "afd" backend: Windows' AFD poll requests completed
  * through an I/O completion port, O(ready) per wait (the mechanism wepoll,

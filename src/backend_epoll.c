@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * backend_epoll.c - epoll(7), Linux.
  *

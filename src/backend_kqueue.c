@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * backend_kqueue.c - kqueue(2): FreeBSD, OpenBSD, NetBSD, DragonFly,
  * macOS, and Linux through libkqueue (see docs/kqueue.md).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * backend_select_win32.c - Winsock select, the "select" backend on Windows.
  *

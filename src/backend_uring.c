@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * backend_uring.c - io_uring poll requests (IORING_OP_POLL_ADD), Linux 5.13+
  * through liburing.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * backends.c - the preference-ordered table of backends built in.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * heap.h - the timer heap: a binary min-heap of poller_timer pointers
  * ordered by (deadline_ns, seq), so equal deadlines fire in start order.

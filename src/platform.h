@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * platform.h - the few operating-system calls the core (poller.c) makes,
  * behind one small interface, so the core has no conditional code: the

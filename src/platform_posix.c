@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * platform_posix.c - the core's operating-system calls on Unix (see
  * platform.h).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * platform_win32.c - the core's operating-system calls on Windows (see
  * platform.h), and the wakeup channel there.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * transport.c - buffered connections and listeners on the loop (pike's
  * BasePoller: add_channel, del_channel, defer_write and the handle_*

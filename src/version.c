@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * version.c - the version of the library linked at run time.  The numbers
  * come from poller.h as compiled into the library, so a program built

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * wakeup.c - the channel poller_wakeup writes to: an eventfd on Linux (one
  * descriptor, a counter that cannot fill), a non-blocking pipe elsewhere.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * compat_win32.h - lets the conformance sources compile on Windows
  * (harness.h includes it there, and only there).

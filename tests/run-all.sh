@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # run-all.sh - builds poller twice (plain in build/, AddressSanitizer +
 # UndefinedBehaviorSanitizer in build-asan/) and runs the whole CTest suite
 # in both: every conformance test on every backend this machine has.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * runner_win32.c - main() of every test binary on Windows, and the harness
  * helpers there (harness.h documents them; runner.c is the Unix runner).

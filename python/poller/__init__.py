@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """poller: the interfaces of greenhouse's poller module, Python's selectors
 module and pike's BasePoller, over libpoller (a C library: select, poll,
 epoll, io_uring and kqueue behind one API).  greenhouse is a Python

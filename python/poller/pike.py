@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """pike's BasePoller and Transport over libpoller.
 
 A Transport wraps a non-blocking socket.  The poller watches every channel

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Runs every Python test of poller with unittest and prints, per test
 class (one per backend), how many passed, failed and were skipped, with the
 reasons for the skips.  Exit status 0 only when nothing failed.

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Bad input to poller's selector classes, compared with the standard
 library: each case is run on poller's class and on the standard library's
 counterpart (SelectSelector, PollSelector, EpollSelector for the kernel-

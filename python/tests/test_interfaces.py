@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """greenhouse's poller classes, pike's BasePoller, the low-level Poller and
 bad input, on every backend usable here."""
 import errno

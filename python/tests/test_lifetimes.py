@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The references the low-level Poller holds, and its guards against other
 threads and forks, on every backend usable here: what a garbage-collector
 finalizer, a fileno() method written in Python, a kernel that refuses a

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The package as installed: its version is the C library's, the extension
 is built for this interpreter only (its file name carries the ABI tag), and
 an installed copy imports from any directory without PYTHONPATH."""

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """CPython's own Lib/test/test_selectors.py run against every poller
 selector class, exactly as CPython runs it against its own selectors, plus
 an asyncio check on poller.DefaultSelector."""

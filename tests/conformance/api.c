@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * api.c - conformance groups G and H, and the object-level contract:
  * poller_open and backend selection, bad input, io_uring fallback, fork

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * closed.c - conformance group E: closed, dup'ed and reused fds
  * (issue 2's poller_del line; libuv#1468, swift-nio#341, cpython#83420,

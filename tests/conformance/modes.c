@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * modes.c - conformance group D: edge-triggered, oneshot and level modes
  * (issue 2's modes line).  ET is native on

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * readiness.c - conformance group C: what each kind of readiness looks
  * like on every backend (issue 2's readiness

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * registration.c - conformance group A: add, mod, del, get, next, count,
  * push and pop (issue 2's poller_add, poller_mod,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * regress_core.c - regressions of the core and of the select, poll and
  * epoll backends found by a differential random tester and a review

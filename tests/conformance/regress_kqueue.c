@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * regress_kqueue.c - contract tests written for defects found in the
  * kqueue backend (issue 8, items 20-25).  Each holds on every backend:

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * regress_uring.c - regression tests for the io_uring defects of issue 8
  * (items 12-19).  Each pins a contract behaviour that epoll, poll and

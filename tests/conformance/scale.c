@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * scale.c - conformance group F: many fds, high fd numbers, churn
  * (issue 2's select and scale lines).  Sizes

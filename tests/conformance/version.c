@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * version.c - poller_version() and poller_version_string() agree with each
  * other and with the headers' POLLER_VERSION_* macros.  The installed

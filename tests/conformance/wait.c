@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * wait.c - conformance group B: poller_wait's timeouts, wakeups, EINTR and
  * partial harvest (issue 2's poller_wait line).

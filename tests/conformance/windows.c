@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * windows.c - the Windows contract of the core API (README, "Windows"):
  * sockets are the only descriptors, passed as their SOCKET value in an

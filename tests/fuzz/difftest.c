@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * difftest.c - the differential random-operation tester's command line.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * engine.c - runs one operation sequence on every selected backend at once
  * and checks each result against a model.

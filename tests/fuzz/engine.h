@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * engine.h - the operation stream shared by the differential tester
  * (difftest.c) and the libFuzzer target (fuzz_ops.c).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * fuzz_ops.c - libFuzzer target over the difftest operation stream: the
  * input bytes are decoded into operations (four bytes each) and run on

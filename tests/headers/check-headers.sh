@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # check-headers.sh - every public header compiles on its own, as C++
 # (c++11, -Wall -Wextra -Werror) and as strict C (c99 and c11, -pedantic
 # -Werror), so a C++ program or a strict C build can include it.  A C++

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * consumer.c - a program built against an installed poller (by
  * tests/install/run.sh, once with pkg-config and once with CMake's

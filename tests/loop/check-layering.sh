@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # check-layering.sh - the loop knows nothing of transports, and the
 # transports keep no process-wide lock (a lock held by another thread at
 # fork deadlocks the child).  Checked on the built static library (the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_loop.c - the loop: run(timeout, count), fd watchers, timers,
  * deferred work, signals, child processes, file changes, async wake-ups

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_loop_contract.c - promises of poller_loop.h that callbacks can
  * break: closing the loop or running it again from inside a callback, the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_transport.c - transports and listeners on the loop (issue 3;
  * group J of the suite's case numbering; libuv#315, tornado#223).  Traffic only

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_transport_contract.c - promises of poller_transport.h around the
  * edges: fork while another thread creates transports, SIGPIPE on every
