@@ -473,7 +473,7 @@ static int afd_reinit(poller *p) {
 const struct poller__backend poller__backend_afd = {
     .id = POLLER_AFD,
     .name = "afd",
-    .caps = POLLER_ONESHOT | POLLER__CAP_SYNC_ADD,
+    .caps = POLLER_ONESHOT | POLLER__CAP_SYNC_ADD | POLLER__CAP_EDGE_PROBE,
     .probe = afd_probe,
     .init = afd_init,
     .fini = afd_fini,

@@ -236,7 +236,7 @@ const struct poller__backend poller__backend_select = {
     .name = "select",
     /* add checks the socket at once, so a non-socket is refused by
      * poller_add itself (ENOTSOCK), not dropped at the next wait. */
-    .caps = POLLER__CAP_SYNC_ADD,
+    .caps = POLLER__CAP_SYNC_ADD | POLLER__CAP_EDGE_PROBE,
     .probe = wsel_probe,
     .init = wsel_init,
     .fini = wsel_fini,

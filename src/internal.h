@@ -88,6 +88,12 @@ static inline void poller__set_kmask(struct poller__fd *e, unsigned m) {
  * remove (epoll: a closed fd with a live dup), so the core rebuilds the
  * kernel set through reinit (see rebuild_kernel_set in poller.c). */
 #define POLLER__CAP_STALE_REBUILD 0x20000u
+/* The backend's reports see readiness differently from the emulated-ET
+ * probe (select cannot tell a hang-up; Windows' AFD calls a peer's FIN a
+ * disconnect where the probe sees a hang-up): the core records each
+ * emulated-ET report's edge in the probe's view too, so the probe that
+ * follows does not take the same event for a new one. */
+#define POLLER__CAP_EDGE_PROBE 0x40000u
 
 /*
  * The backend interface.  Each backend file exports one const instance.

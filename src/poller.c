@@ -514,7 +514,7 @@ static void filter(poller *p, poller_event *out, int from, int k, int *n,
       if (!(bits & ~edge))
         continue;
       edge |= bits;
-      if (p->be->id == POLLER_SELECT)
+      if (p->be->caps & POLLER__CAP_EDGE_PROBE)
         edge = select_edge(p, fd, e, edge);
       SET_EDGE_BITS(e, edge);
       e->flags |= FD_EDGE_WAIT;

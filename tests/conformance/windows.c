@@ -349,4 +349,21 @@ TEST(win_pri_urgent_data) {
   t_close(sv[1]);
   t_assert_clean(p);
 }
+/* Edge-triggered: a peer that closes without sending is one report, not
+ * one per way of seeing it (the backend's report and the emulation's
+ * probe). */
+TEST(win_edge_peer_close_reported_once) {
+  poller *p;
+  int sv[2];
+  t_open(&p);
+  t_socketpair(sv);
+  ASSERT_OK(poller_add(p, sv[0], POLLER_IN | POLLER_ET, &tag));
+  t_expect_none(p, sv[0], 30);
+  t_close(sv[1]);
+  t_wait_for(p, sv[0], POLLER_IN, 5000, NULL);
+  t_expect_none(p, sv[0], 200);
+  ASSERT_OK(poller_del(p, sv[0]));
+  t_close(sv[0]);
+  t_assert_clean(p);
+}
 #endif
