@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # bench/http_threads.sh - one loop per thread: examples/http_server with 1
 # and with 2 threads (SO_REUSEPORT, one listening socket and one loop per
 # thread) under wrk on 127.0.0.1, runs interleaved, medians with min and
