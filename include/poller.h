@@ -18,7 +18,10 @@
  *    Call poller_del before close(2) (libuv#1468).  poller hides
  *    the events of a registration that was deleted or replaced, but the
  *    kernel may keep a closed-but-dup'ed file in its set until the last
- *    copy is closed.
+ *    copy is closed.  On epoll a registered number that dup2(2) makes
+ *    refer to another file keeps reporting the old file's readiness until
+ *    poller_mod or poller_del (a kernel limitation: epoll watches open
+ *    files, and dup2 does not tell it).
  *  - On Windows a descriptor is a Winsock socket, passed as its SOCKET
  *    value converted to int: poller_add(p, (int)(intptr_t)sock, ...), and
  *    a report's fd converts back with (SOCKET)(intptr_t)ev.fd.  Windows
@@ -80,7 +83,9 @@ enum poller_backend {
  * or <sys/epoll.h> constants mean the same thing here. */
 #define POLLER_IN 0x001u /* readable, or the peer closed */
 /* urgent (out-of-band) data; on io_uring ask for it with POLLER_IN: a
- * PRI-only poll request is not woken by TCP urgent data (Linux 6.18). */
+ * PRI-only poll request is not woken by TCP urgent data (Linux 6.18).  On
+ * kqueue PRI is reported only where the kernel has EV_OOBAND (macOS); the
+ * BSDs never report it. */
 #define POLLER_PRI 0x002u
 #define POLLER_OUT 0x004u /* writable */
 #define POLLER_ERR 0x008u /* an error is pending; always reported */
@@ -89,9 +94,10 @@ enum poller_backend {
  * always has POLLER_IN too, on every backend (a pipe whose writer closed
  * included), so a caller that tests IN sees EOF. */
 #define POLLER_HUP 0x010u
-/* Report only: the registration was dropped by poller because the kernel
- * refused a deferred change or the fd was found closed (select, poll).
- * It always comes with POLLER_ERR.  See poller_wait. */
+/* Report only: the kernel refused a deferred change of the registration,
+ * or the fd was found closed (select, poll).  The registration stays,
+ * disarmed, until poller_del.  It always comes with POLLER_ERR.  See
+ * poller_wait. */
 #define POLLER_NVAL 0x020u
 #define POLLER_RDHUP 0x2000u /* the peer shut down its writing half */
 /* Modes, interest only. */
@@ -193,7 +199,8 @@ int poller_mod(poller *p, int fd, unsigned events, void *data);
 /* Removes fd's registration, with its whole stack.  The kernel no longer
  * watches the fd when this returns, so closing it right after is safe, and
  * no event of this registration is reported afterwards.  Succeeds for an
- * fd closed since it was added.  On io_uring a poll request holds a
+ * fd closed since it was added, and for a registration disarmed by a
+ * refusal (POLLER_NVAL, see poller_wait).  On io_uring a poll request holds a
  * reference to its file: an fd closed with close(2) before poller_del
  * keeps its file open (a socket's peer sees no EOF, a listener still
  * accepts) until poller_del or poller_close, which release it before they
@@ -224,8 +231,10 @@ int poller_pop(poller *p, int fd);
 /* Returns the depth of fd's registration stack, 0 when not registered. */
 int poller_depth(const poller *p, int fd);
 
-/* Applies the interest changes queued by mod, push and pop now.
- * A registration whose change the kernel refuses is removed.
+/* Applies the interest changes queued by add, mod, push and pop now.
+ * A registration whose change the kernel refuses is disarmed, not
+ * removed: it is reported once as POLLER_ERR|POLLER_NVAL at the next
+ * poller_wait and stays until poller_del (see poller_wait).
  * Returns 0, or the first such error (-errno). */
 int poller_flush(poller *p);
 
@@ -235,8 +244,20 @@ int poller_flush(poller *p);
  * A signal does not end the wait early (it resumes with the time left)
  * unless POLLER_OPT_REPORT_EINTR is set; a handler that wants the wait to
  * end calls poller_wakeup.  When more fds are ready than max, the next
- * waits report the others.  A registration dropped by poller (POLLER_NVAL)
- * is reported once, then gone.
+ * waits report the others.
+ *
+ * The registration lifecycle, the same on every backend: a registration
+ * exists from a successful poller_add or poller_push until the caller's
+ * poller_del or last poller_pop (or poller_close); poller never removes
+ * one by itself, so poller_count, poller_get, poller_next and
+ * poller_depth depend only on the caller's calls.  When the kernel
+ * refuses a deferred change (at a wait or a poller_flush), or select or
+ * poll find the fd closed, the registration is disarmed (nothing stays
+ * armed in the kernel) and reported once as POLLER_ERR|POLLER_NVAL with
+ * its data; later waits report nothing for it and do not spin.  It stays
+ * until poller_del, which then returns 0.  poller_mod, poller_push and
+ * poller_pop re-arm it: the kernel is asked again (another NVAL report if
+ * the fd is still bad), and an NVAL report not yet delivered is dropped.
  * Returns the number of reports (0 on timeout or wakeup); -EFAULT for a
  * NULL p or out; -EINVAL for max <= 0 or a timeout below -1; -EINTR (only
  * with POLLER_OPT_REPORT_EINTR); or the kernel's error. */
@@ -245,8 +266,9 @@ int poller_wait(poller *p, poller_event *out, int max, int timeout_ms);
 /* Returns 1 when *ev (a report of the last poller_wait) belongs to the
  * registration now in force for its fd and that registration still wants
  * some of the reported bits; 0 when it was deleted, replaced (the fd number
- * reused) or disarmed since.  An NVAL report is current until its fd is
- * deleted (poller_del, poller_pop) or registered again.  Event loops call
+ * reused) or disarmed since.  An NVAL report is current while its
+ * registration is in force: until its fd is deleted (poller_del, the last
+ * poller_pop) or registered again.  Event loops call
  * it before each dispatch so a handler that closes another fd of the same
  * batch is safe. */
 int poller_current(const poller *p, const poller_event *ev);

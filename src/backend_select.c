@@ -216,7 +216,7 @@ static int select_reinit(poller *p) {
 const struct poller__backend poller__backend_select = {
     .id = POLLER_SELECT,
     .name = "select",
-    .caps = POLLER__CAP_EDGE_PROBE,
+    .caps = POLLER__CAP_EDGE_PROBE | POLLER__CAP_SELECT_VIEW,
     .probe = select_probe,
     .init = select_init,
     .fini = select_fini,

@@ -235,8 +235,9 @@ const struct poller__backend poller__backend_select = {
     .id = POLLER_SELECT,
     .name = "select",
     /* add checks the socket at once, so a non-socket is refused by
-     * poller_add itself (ENOTSOCK), not dropped at the next wait. */
-    .caps = POLLER__CAP_SYNC_ADD | POLLER__CAP_EDGE_PROBE,
+     * poller_add itself (ENOTSOCK), not disarmed at the next wait. */
+    .caps = POLLER__CAP_SYNC_ADD | POLLER__CAP_EDGE_PROBE |
+            POLLER__CAP_SELECT_VIEW,
     .probe = wsel_probe,
     .init = wsel_init,
     .fini = wsel_fini,

@@ -25,7 +25,7 @@
 #define FD_ALWAYS 0x08u     /* the kernel refused it: always ready */
 #define FD_INTERNAL 0x10u   /* the poller's own wakeup fd */
 #define FD_EDGE_WAIT 0x20u  /* emulated ET: reported, awaiting not-ready */
-#define FD_FAILED 0x40u     /* dropped by the core, NVAL report pending */
+#define FD_FAILED 0x40u     /* refused and disarmed: NVAL report pending */
 #define FD_MODES 0x400u     /* the interest has POLLER_ET or POLLER_ONESHOT */
 
 /* The saved entries of a registration stack below its top. */
@@ -94,6 +94,11 @@ static inline void poller__set_kmask(struct poller__fd *e, unsigned m) {
  * emulated-ET report's edge in the probe's view too, so the probe that
  * follows does not take the same event for a new one. */
 #define POLLER__CAP_EDGE_PROBE 0x40000u
+/* The backend reports readiness as select(2) does: a hang-up or an error
+ * as IN, an error also as OUT, never HUP, RDHUP or ERR themselves.  The
+ * core's emulated ET shows a transition its probe found in that view
+ * (backend_view in poller.c), or one hang-up would be reported twice. */
+#define POLLER__CAP_SELECT_VIEW 0x80000u
 
 /*
  * The backend interface.  Each backend file exports one const instance.

@@ -747,8 +747,9 @@ static void on_inotify(poller_loop *l, int fd, unsigned events, void *arg) {
   (void)arg;
   _Alignas(struct inotify_event) char buf[4096];
   unsigned gen = l->inotify_gen;
-  /* The loop dropped the registration: watch the instance again (the
-   * events already queued in it are read below either way). */
+  /* The registration was refused (the loop deleted it): watch the
+   * instance again (the events already queued in it are read below
+   * either way). */
   if (events & POLLER_NVAL)
     (void)io_start(l, fd, POLLER_IN, on_inotify, NULL, 1);
   while (inotify_same(l, fd, gen)) {
@@ -991,10 +992,13 @@ static void dispatch_io(poller_loop *l, int n) {
     if (!poller_current(l->p, ev))
       continue;
     if (ev->events & POLLER_NVAL) {
-      /* The core dropped the registration (the kernel refused a change,
-       * or the fd was found closed): the watcher stops now, and its
-       * callback learns why from POLLER_NVAL, once.  Silence here would
-       * leave the owner waiting forever for an fd nobody watches. */
+      /* The kernel refused a change, or the fd was found closed: the
+       * core disarmed the registration and keeps it until poller_del.
+       * The watcher stops now (its registration deleted, so the owner
+       * may start it again), and its callback learns why from
+       * POLLER_NVAL, once.  Silence here would leave the owner waiting
+       * forever for an fd nobody watches. */
+      (void)poller_del(l->p, fd);
       struct io_watcher w = l->io[fd];
       memset(&l->io[fd], 0, sizeof l->io[fd]);
       if (!w.internal)

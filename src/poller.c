@@ -5,8 +5,8 @@
  * The core owns the fd table (one 32-byte entry per fd number), the
  * registration stacks, the queue of interest changes and the "special"
  * list of fds that need attention at every wait (always-ready files,
- * emulated edge-triggered fds waiting to become not-ready, and dropped
- * registrations whose report is pending).
+ * emulated edge-triggered fds waiting to become not-ready, and refused
+ * registrations whose NVAL report is pending).
  *
  * One wait, in order:
  *   1. scan the special list (may produce reports without a system call);
@@ -179,10 +179,12 @@ static void stack_free(struct poller__fd *e) {
   e->saved = NULL;
 }
 
-/* Drops the registration of fd from the kernel and the table, keeping
- * gen (and data, when `report` is set, for the NVAL report). */
-static void drop_registration(poller *p, int fd, struct poller__fd *e,
-                              int report) {
+/* Removes the registration of fd (the caller's poller_del or last
+ * poller_pop) from the kernel and the table.  No report of it may pass
+ * poller_current any more, a pending NVAL report included: 0 is never a
+ * live generation, and kernel reports tagged with the old one stay
+ * stale. */
+static void drop_registration(poller *p, int fd, struct poller__fd *e) {
   if (poller__kmask(e))
     (void)p->be->ctl(p, fd, e, poller__kmask(e), 0, 0);
   poller__set_kmask(e, 0);
@@ -191,25 +193,32 @@ static void drop_registration(poller *p, int fd, struct poller__fd *e,
     p->count--;
   e->flags &= (FD_QUEUED | FD_INSPECIAL);
   e->events = 0;
-  if (report) {
-    e->flags |= FD_FAILED;
-    special_add(p, fd, e);
-  } else {
-    /* Deleted by the caller: no report of it may pass poller_current any
-     * more, an NVAL report of this batch included.  0 is never a live
-     * generation, and kernel reports tagged with the old one stay
-     * stale. */
-    e->data = NULL;
-    e->gen = 0;
-  }
+  e->data = NULL;
+  e->gen = 0;
+}
+
+/* The kernel refused a change of e (or a backend found the fd closed):
+ * poller never removes a registration by itself, so the table keeps it
+ * (count, get, next and depth stay a function of the caller's calls),
+ * disarmed: nothing stays armed in the kernel, or a refused fd could be
+ * reported at every wait.  The special scan reports it once as ERR|NVAL
+ * with its data; poller_mod, poller_push or poller_pop re-arm it. */
+static void disarm_refused(poller *p, int fd, struct poller__fd *e) {
+  if (poller__kmask(e))
+    (void)p->be->ctl(p, fd, e, poller__kmask(e), 0, 0);
+  poller__set_kmask(e, 0);
+  e->flags &= ~(FD_KDISARMED | FD_EDGE_WAIT);
+  e->flags |= FD_DISARMED | FD_FAILED;
+  special_add(p, fd, e);
 }
 
 static int rebuild_kernel_set(poller *p);
 
 /* Sends the queued changes to the backend.  A change the kernel refuses
- * drops the registration; with `report` the drop is reported as
- * ERR|NVAL at this wait, otherwise the first error is returned. */
-static int flush(poller *p, int report) {
+ * disarms the registration, whose ERR|NVAL report is then pending (at
+ * this wait, or the next one after poller_flush); the first such error is
+ * returned. */
+static int flush(poller *p) {
   int first_err = 0;
   for (int i = 0; i < p->nqueue; i++) {
     int fd = p->queue[i];
@@ -235,7 +244,7 @@ static int flush(poller *p, int report) {
     } else {
       if (!first_err)
         first_err = r;
-      drop_registration(p, fd, e, report);
+      disarm_refused(p, fd, e);
     }
   }
   p->nqueue = 0;
@@ -280,13 +289,13 @@ static unsigned probe_view(const struct poller__fd *e, short revents) {
 }
 
 /* What the backend reports for readiness `bits` in poll(2)'s view.  select
- * cannot tell HUP, RDHUP or ERR: the kernel's select shows a hang-up or
- * an error as readable, an error also as writable.  Reporting the probe's
- * view there would report one hang-up twice: once as IN by select, once
- * as HUP by the probe. */
+ * (POLLER__CAP_SELECT_VIEW) cannot tell HUP, RDHUP or ERR: the kernel's
+ * select shows a hang-up or an error as readable, an error also as
+ * writable.  Reporting the probe's view there would report one hang-up
+ * twice: once as IN by select, once as HUP by the probe. */
 static unsigned backend_view(const poller *p, const struct poller__fd *e,
                              unsigned bits) {
-  if (p->be->id != POLLER_SELECT)
+  if (!(p->be->caps & POLLER__CAP_SELECT_VIEW))
     return bits;
   unsigned v = bits & (POLLER_IN | POLLER_OUT | POLLER_PRI);
   if (bits & (POLLER_HUP | POLLER_ERR))
@@ -341,9 +350,10 @@ static int scan_special(poller *p, poller_event *out, int max,
       continue;
     }
     if (e->flags & FD_FAILED) {
+      /* The registration stays (disarmed), and so does its data: the
+       * report is current until poller_del (poller_current). */
       out[n++] = (poller_event){fd, POLLER_ERR | POLLER_NVAL, e->data, e->gen};
       e->flags &= ~FD_FAILED;
-      e->data = NULL;
       continue;
     }
     if (!(e->flags & FD_REGISTERED) ||
@@ -570,7 +580,7 @@ static int rebuild_kernel_set(poller *p) {
     e->flags &= ~FD_KDISARMED;
     queue_change(p, fd, e);
   }
-  (void)flush(p, 1);
+  (void)flush(p);
   return 0;
 }
 
@@ -610,17 +620,19 @@ int poller_wait(poller *p, poller_event *out, int max, int timeout_ms) {
   if (mark)
     n = scan_special(p, out, max, always_max, &held);
   if (p->nqueue)
-    (void)flush(p, 1);
+    (void)flush(p);
   if (p->nspecial && n < max) {
-    /* The flush may have dropped registrations: report them now. */
+    /* The flush may have disarmed refused registrations: report them
+     * now.  One already reported by the scan above keeps its NVAL for
+     * the next wait (one report per fd and wait; keep_fd_readable keeps
+     * poller_fd readable meanwhile). */
     for (int i = 0; i < p->nspecial && n < max; i++) {
       int fd = p->special[i];
       struct poller__fd *e = &p->fds[fd];
-      if (e->flags & FD_FAILED) {
+      if ((e->flags & (FD_FAILED | FD_INBATCH)) == FD_FAILED) {
         out[n++] =
             (poller_event){fd, POLLER_ERR | POLLER_NVAL, e->data, e->gen};
         e->flags &= ~FD_FAILED;
-        e->data = NULL;
       }
     }
   }
@@ -719,12 +731,12 @@ int poller_current(const poller *p, const poller_event *ev) {
   if (!p || !ev)
     return 0;
   const struct poller__fd *e = poller__entry(p, ev->fd);
-  if (!e || e->gen != ev->gen)
+  if (!e || e->gen != ev->gen || !(e->flags & FD_REGISTERED))
     return 0;
+  /* A refused registration stays, disarmed, until the caller deletes it:
+   * its NVAL report is current until then. */
   if (ev->events & POLLER_NVAL)
     return 1;
-  if (!(e->flags & FD_REGISTERED))
-    return 0;
   return (ev->events & (POLLER_ERR | POLLER_HUP)) ||
          (ev->events & e->events & READY_BITS);
 }
@@ -809,7 +821,10 @@ static void set_top(poller *p, int fd, struct poller__fd *e, unsigned events,
   if (events == (e->events & INTEREST_BITS) && !(e->flags & FD_DISARMED))
     return; /* data only, or nothing: no system call */
   e->events = events; /* also clears the emulated-ET bits */
-  e->flags &= ~(FD_DISARMED | FD_EDGE_WAIT | FD_MODES);
+  /* A re-arm of a refused registration tries the kernel again; an NVAL
+   * report still pending is about the interest replaced here, and goes
+   * (another refusal reports anew). */
+  e->flags &= ~(FD_DISARMED | FD_FAILED | FD_EDGE_WAIT | FD_MODES);
   if (events & MODE_BITS)
     e->flags |= FD_MODES;
   queue_change(p, fd, e);
@@ -834,7 +849,7 @@ int poller_del(poller *p, int fd) {
   struct poller__fd *e = registered(p, fd);
   if (!e)
     return -ENOENT;
-  drop_registration(p, fd, e, 0);
+  drop_registration(p, fd, e);
   return 0;
 }
 
@@ -882,7 +897,7 @@ int poller_pop(poller *p, int fd) {
     return -ENOENT;
   struct poller__stack *s = e->saved;
   if (!s || s->depth == 0) {
-    drop_registration(p, fd, e, 0);
+    drop_registration(p, fd, e);
     return 0;
   }
   s->depth--;
@@ -927,7 +942,7 @@ size_t poller_count(const poller *p) { return p ? p->count : 0; }
 int poller_flush(poller *p) {
   if (!p)
     return -EFAULT;
-  int r = flush(p, 0);
+  int r = flush(p);
   if (p->be->commit) {
     int c = p->be->commit(p);
     if (!r)

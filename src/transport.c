@@ -456,10 +456,11 @@ static void tr_io(poller_loop *loop, int fd, unsigned events, void *arg) {
     return;
   t->refs++;
   if (events & POLLER_NVAL) {
-    /* The loop stopped watching the fd (its registration was dropped):
-     * nothing would ever be reported for this transport again, so it
-     * fails now, once: -EBADF when the fd was closed behind it, -EIO when
-     * the kernel refused to keep watching it. */
+    /* The loop stopped watching the fd (its registration was refused,
+     * and the loop deleted it): nothing would ever be reported for this
+     * transport again, so it fails now, once: -EBADF when the fd was
+     * closed behind it, -EIO when the kernel refused to keep watching
+     * it. */
     t->watching = 0;
     tr_fail(t, fcntl(t->fd, F_GETFD) < 0 ? -EBADF : -EIO);
     tr_unref(t);
@@ -982,8 +983,9 @@ static void ls_io(poller_loop *loop, int fd, unsigned events, void *arg) {
   if (l->closed)
     return;
   if (events & POLLER_NVAL) {
-    /* The loop dropped the listening socket's registration: watch it
-     * again from the retry timer, as when descriptors ran out. */
+    /* The listening socket's registration was refused (the loop deleted
+     * it): watch it again from the retry timer, as when descriptors ran
+     * out. */
     l->watching = 0;
     ls_pause(l);
     return;

@@ -226,9 +226,11 @@ TEST(lazy_change_undone_costs_nothing) {
 }
 
 /* A6 / G43: when the kernel refuses an interest change, poller_flush
- * returns the error and the key is removed entirely (never half
- * registered); the poller keeps working. */
-TEST(modify_failure_removes_key) {
+ * returns the error and the registration stays in the table, disarmed
+ * (never half registered: nothing is armed in the kernel); it is
+ * reported once as ERR|NVAL, poller_del then succeeds, and the poller
+ * keeps working. */
+TEST(modify_failure_disarms_key) {
   poller *p;
   int sv[2];
   t_open(&p);
@@ -242,19 +244,26 @@ TEST(modify_failure_removes_key) {
   poller__fault_set(POLLER__FAULT_CTL, 0);
   ASSERT_ERR(r, -ENOMEM);
   poller_event key;
-  ASSERT_ERR(poller_get(p, sv[0], &key), -ENOENT);
-  ASSERT_EQ(poller_depth(p, sv[0]), 0);
-  ASSERT_EQ(poller_count(p), 1);
-  ASSERT_ERR(poller_del(p, sv[0]), -ENOENT);
-  /* No report for the dropped key, neither the flush error again. */
+  ASSERT_OK(poller_get(p, sv[0], &key));
+  ASSERT_EQ(key.events, POLLER_IN | POLLER_OUT);
+  ASSERT_TRUE(key.data == &tag_c);
+  ASSERT_EQ(poller_depth(p, sv[0]), 1);
+  ASSERT_EQ(poller_count(p), 2);
+  /* The flush error is not returned again; the refusal is reported once
+   * (NVAL), and never as readiness: nothing is armed. */
+  ASSERT_OK(poller_flush(p));
+  t_write(sv[0], 1);
+  poller_event ev;
+  t_wait_for(p, sv[0], POLLER_NVAL, 2000, &ev);
+  ASSERT_EQ(ev.events, POLLER_ERR | POLLER_NVAL);
+  ASSERT_TRUE(ev.data == &tag_c);
   t_write(sv[1], 1);
   t_expect_none(p, sv[0], 50);
-  ASSERT_OK(poller_flush(p));
+  ASSERT_OK(poller_del(p, sv[0]));
+  ASSERT_EQ(poller_count(p), 1);
   /* The other registration works, and the fd can be added again. */
-  t_write(sv[0], 1);
   t_wait_for(p, sv[1], POLLER_IN, 2000, NULL);
   ASSERT_OK(poller_add(p, sv[0], POLLER_IN, &tag_a));
-  poller_event ev;
   t_wait_for(p, sv[0], POLLER_IN, 2000, &ev);
   ASSERT_TRUE(ev.data == &tag_a);
   ASSERT_OK(poller_del(p, sv[0]));
@@ -265,7 +274,8 @@ TEST(modify_failure_removes_key) {
 }
 
 /* A6, the wait path: a refused change found by poller_wait is reported
- * once as ERR|NVAL with the registration's data, then the key is gone. */
+ * once as ERR|NVAL with the registration's data; the key stays (disarmed)
+ * until poller_del, which succeeds. */
 TEST(modify_failure_wait_reports_nval) {
   poller *p;
   int sv[2];
@@ -284,19 +294,24 @@ TEST(modify_failure_wait_reports_nval) {
   ASSERT_TRUE(out[0].data == &tag_b);
   ASSERT_EQ(poller_current(p, &out[0]), 1);
   poller_event key;
-  ASSERT_ERR(poller_get(p, sv[0], &key), -ENOENT);
-  ASSERT_EQ(poller_count(p), 0);
+  ASSERT_OK(poller_get(p, sv[0], &key));
+  ASSERT_TRUE(key.data == &tag_b);
+  ASSERT_EQ(poller_count(p), 1);
   /* Reported once: the next waits say nothing about it. */
   t_expect_none(p, sv[0], 50);
+  ASSERT_OK(poller_del(p, sv[0]));
+  ASSERT_EQ(poller_current(p, &out[0]), 0);
   ASSERT_ERR(poller_del(p, sv[0]), -ENOENT);
   t_close(sv[0]);
   t_close(sv[1]);
   t_assert_clean(p);
 }
 
-/* A6 for add: a refused add leaves no key either (epoll refuses at add;
- * select and poll at the next flush). */
-TEST(add_failure_leaves_no_key) {
+/* A6 for add: a refused add is either refused by poller_add itself (epoll
+ * refuses at add: no key) or, where the add is deferred (select, poll),
+ * by the next flush: the add succeeded, so the key stays, disarmed and
+ * reported once as NVAL, until poller_del. */
+TEST(add_failure_key_follows_add) {
   poller *p;
   int sv[2];
   t_open(&p);
@@ -308,8 +323,18 @@ TEST(add_failure_leaves_no_key) {
   /* Either the add itself or the flush after it reports the error. */
   ASSERT_TRUE((r == -ENOMEM && f == 0) || (r == 0 && f == -ENOMEM));
   poller_event key;
-  ASSERT_ERR(poller_get(p, sv[0], &key), -ENOENT);
-  ASSERT_EQ(poller_count(p), 0);
+  if (r < 0) {
+    ASSERT_ERR(poller_get(p, sv[0], &key), -ENOENT);
+    ASSERT_EQ(poller_count(p), 0);
+  } else {
+    ASSERT_OK(poller_get(p, sv[0], &key));
+    ASSERT_EQ(poller_count(p), 1);
+    poller_event ev;
+    t_wait_for(p, sv[0], POLLER_NVAL, 2000, &ev);
+    ASSERT_TRUE(ev.data == &tag_a);
+    t_expect_none(p, sv[0], 50);
+    ASSERT_OK(poller_del(p, sv[0]));
+  }
   ASSERT_OK(poller_add(p, sv[0], POLLER_OUT, &tag_b));
   t_wait_for(p, sv[0], POLLER_OUT, 2000, NULL);
   ASSERT_OK(poller_del(p, sv[0]));

@@ -1,0 +1,268 @@
+/*
+ * regress_contract.c - the registration lifecycle, identical on every
+ * backend (issue 8: "one contract that holds identically on every
+ * backend").  poller never removes a registration by itself: a
+ * registration exists from a successful poller_add or poller_push until the
+ * caller's poller_del or poller_pop (or poller_close).  A change the kernel
+ * refuses, or an fd found closed (select, poll), disarms the registration
+ * and reports it once as ERR|NVAL; the table (count, get, next, depth)
+ * does not change, poller_del then succeeds, and poller_mod re-arms it.
+ */
+#include "harness.h"
+#include "internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+static int tag_a, tag_b, tag_c;
+
+/* Waits once (timeout_ms) and returns the number of reports for fd,
+ * storing the last in *ev. */
+static int reports_for(poller *p, int fd, int timeout_ms, poller_event *ev) {
+  poller_event out[8];
+  int n = poller_wait(p, out, 8, timeout_ms);
+  ASSERT_GE(n, 0);
+  int got = 0;
+  for (int i = 0; i < n; i++)
+    if (out[i].fd == fd) {
+      got++;
+      if (ev)
+        *ev = out[i];
+    }
+  return got;
+}
+
+/* Asserts that fd is registered with `events` and `data` at depth `depth`,
+ * seen through every view of the table. */
+static void assert_key(poller *p, int fd, unsigned events, void *data,
+                       int depth, size_t count) {
+  poller_event key;
+  ASSERT_OK(poller_get(p, fd, &key));
+  ASSERT_EQ(key.fd, fd);
+  ASSERT_EQ(key.events, events);
+  ASSERT_TRUE(key.data == data);
+  ASSERT_EQ(poller_depth(p, fd), depth);
+  ASSERT_EQ(poller_count(p), count);
+  ASSERT_OK(poller_next(p, fd - 1, &key));
+  ASSERT_EQ(key.fd, fd);
+}
+
+/* After the NVAL report of fd: a wait reports nothing more for it and
+ * sleeps (a few system calls, not a spin until the deadline). */
+static void assert_quiet(poller *p, int fd) {
+  poller_stats before, after;
+  ASSERT_OK(poller_stats_get(p, &before));
+  ASSERT_EQ(reports_for(p, fd, 100, NULL), 0);
+  ASSERT_OK(poller_stats_get(p, &after));
+  ASSERT_LE(after.syscalls - before.syscalls, 4);
+  ASSERT_EQ(after.events, before.events);
+}
+
+/* A change the kernel refuses at a wait (the test fault point): the
+ * registration is reported once as ERR|NVAL with its data, stays in the
+ * table disarmed (count, get, next, depth unchanged), a second wait
+ * sleeps, poller_mod re-arms it, and poller_del then returns 0. */
+TEST(contract_refused_change_keeps_key) {
+  poller *p;
+  int sv[2], other[2];
+  t_open(&p);
+  t_socketpair(sv);
+  t_socketpair(other);
+  ASSERT_OK(poller_add(p, sv[0], POLLER_IN, &tag_a));
+  ASSERT_OK(poller_add(p, other[0], POLLER_IN, &tag_c));
+  ASSERT_OK(poller_flush(p));
+  ASSERT_OK(poller_mod(p, sv[0], POLLER_OUT, &tag_b));
+  poller__fault_set(POLLER__FAULT_CTL, -ENOSPC);
+  poller_event ev;
+  int got = reports_for(p, sv[0], 2000, &ev);
+  poller__fault_set(POLLER__FAULT_CTL, 0);
+  ASSERT_EQ(got, 1);
+  ASSERT_EQ(ev.events, POLLER_ERR | POLLER_NVAL);
+  ASSERT_TRUE(ev.data == &tag_b);
+  ASSERT_EQ(poller_current(p, &ev), 1);
+  assert_key(p, sv[0], POLLER_OUT, &tag_b, 1, 2);
+  assert_quiet(p, sv[0]);
+  ASSERT_EQ(poller_current(p, &ev), 1);
+  /* The other registration kept working throughout. */
+  t_write(other[1], 1);
+  t_wait_for(p, other[0], POLLER_IN, 2000, NULL);
+  /* poller_mod re-arms it: the kernel is asked again, and accepts. */
+  ASSERT_OK(poller_mod(p, sv[0], POLLER_OUT, &tag_b));
+  poller_event again;
+  t_wait_for(p, sv[0], POLLER_OUT, 2000, &again);
+  ASSERT_TRUE(again.data == &tag_b);
+  ASSERT_OK(poller_del(p, sv[0]));
+  ASSERT_EQ(poller_current(p, &ev), 0);
+  ASSERT_EQ(poller_count(p), 1);
+  ASSERT_OK(poller_del(p, other[0]));
+  t_close(sv[0]);
+  t_close(sv[1]);
+  t_close(other[0]);
+  t_close(other[1]);
+  t_assert_clean(p);
+}
+
+/* The same refusal, then poller_del at once: del returns 0, the key is
+ * gone, and nothing more is reported for it. */
+TEST(contract_refused_change_then_del) {
+  poller *p;
+  int sv[2];
+  t_open(&p);
+  t_socketpair(sv);
+  ASSERT_OK(poller_add(p, sv[0], POLLER_IN, &tag_a));
+  ASSERT_OK(poller_flush(p));
+  ASSERT_OK(poller_mod(p, sv[0], POLLER_IN | POLLER_OUT, &tag_b));
+  poller__fault_set(POLLER__FAULT_CTL, -ENOMEM);
+  poller_event ev;
+  int got = reports_for(p, sv[0], 2000, &ev);
+  poller__fault_set(POLLER__FAULT_CTL, 0);
+  ASSERT_EQ(got, 1);
+  ASSERT_EQ(ev.events, POLLER_ERR | POLLER_NVAL);
+  ASSERT_EQ(poller_count(p), 1);
+  ASSERT_OK(poller_del(p, sv[0]));
+  ASSERT_EQ(poller_current(p, &ev), 0);
+  ASSERT_EQ(poller_count(p), 0);
+  ASSERT_ERR(poller_del(p, sv[0]), -ENOENT);
+  t_write(sv[1], 1);
+  t_expect_none(p, sv[0], 50);
+  t_close(sv[0]);
+  t_close(sv[1]);
+  t_assert_clean(p);
+}
+
+/* poller_flush returns the refusal; the registration stays (disarmed),
+ * is reported once as ERR|NVAL at the next wait (the caller learns which
+ * fd failed), and a push or a pop re-arms it. */
+TEST(contract_refused_flush_keeps_key) {
+  poller *p;
+  int sv[2];
+  t_open(&p);
+  t_socketpair(sv);
+  ASSERT_OK(poller_add(p, sv[0], POLLER_IN, &tag_a));
+  ASSERT_OK(poller_flush(p));
+  ASSERT_OK(poller_push(p, sv[0], POLLER_OUT, &tag_b));
+  poller__fault_set(POLLER__FAULT_CTL, -ENOMEM);
+  int r = poller_flush(p);
+  poller__fault_set(POLLER__FAULT_CTL, 0);
+  ASSERT_ERR(r, -ENOMEM);
+  assert_key(p, sv[0], POLLER_OUT, &tag_b, 2, 1);
+  /* The error is not returned twice. */
+  ASSERT_OK(poller_flush(p));
+  poller_event ev;
+  ASSERT_EQ(reports_for(p, sv[0], 2000, &ev), 1);
+  ASSERT_EQ(ev.events, POLLER_ERR | POLLER_NVAL);
+  ASSERT_TRUE(ev.data == &tag_b);
+  assert_quiet(p, sv[0]);
+  assert_key(p, sv[0], POLLER_OUT, &tag_b, 2, 1);
+  /* A push re-arms (the new top is in force)... */
+  ASSERT_OK(poller_push(p, sv[0], POLLER_OUT, &tag_c));
+  poller_event got;
+  t_wait_for(p, sv[0], POLLER_OUT, 2000, &got);
+  ASSERT_TRUE(got.data == &tag_c);
+  /* ...and so does a pop, down to the first entry. */
+  ASSERT_OK(poller_pop(p, sv[0]));
+  ASSERT_OK(poller_pop(p, sv[0]));
+  assert_key(p, sv[0], POLLER_IN, &tag_a, 1, 1);
+  t_write(sv[1], 1);
+  t_wait_for(p, sv[0], POLLER_IN, 2000, &got);
+  ASSERT_TRUE(got.data == &tag_a);
+  ASSERT_OK(poller_pop(p, sv[0]));
+  ASSERT_EQ(poller_count(p), 0);
+  t_close(sv[0]);
+  t_close(sv[1]);
+  t_assert_clean(p);
+}
+
+/* Puts a fresh socket on number fd (closed); its peer goes in *peer. */
+static void refill_number(int fd, int *peer) {
+  int sv[2];
+  t_socketpair(sv);
+  if (sv[0] != fd) {
+    ASSERT_EQ(dup2(sv[0], fd), fd);
+    t_close(sv[0]);
+  }
+  *peer = sv[1];
+}
+
+/* A real refusal: the fd is closed behind the poller, then its interest
+ * changes, so every backend asks the kernel about the closed number (epoll
+ * and kqueue refuse the change with EBADF, io_uring completes the new poll
+ * request with it, select and poll find the fd closed).  Reported once,
+ * kept in the table until poller_del; a fresh file put on the number and a
+ * poller_mod make it work again. */
+TEST(contract_closed_then_mod_keeps_key) {
+  poller *p;
+  int sv[2], peer;
+  t_open(&p);
+  t_socketpair(sv);
+  ASSERT_OK(poller_add(p, sv[0], POLLER_IN, &tag_a));
+  ASSERT_OK(poller_flush(p));
+  int fd = sv[0];
+  t_close(fd);
+  ASSERT_OK(poller_mod(p, fd, POLLER_IN | POLLER_OUT, &tag_b));
+  poller_event ev;
+  unsigned bits = t_wait_for(p, fd, POLLER_NVAL, 2000, &ev);
+  ASSERT_EQ(bits, POLLER_ERR | POLLER_NVAL);
+  ASSERT_TRUE(ev.data == &tag_b);
+  ASSERT_EQ(poller_current(p, &ev), 1);
+  assert_key(p, fd, POLLER_IN | POLLER_OUT, &tag_b, 1, 1);
+  assert_quiet(p, fd);
+  /* While the number is still closed, a mod tries again: another NVAL. */
+  ASSERT_OK(poller_mod(p, fd, POLLER_IN | POLLER_OUT, &tag_b));
+  bits = t_wait_for(p, fd, POLLER_NVAL, 2000, &ev);
+  ASSERT_EQ(bits, POLLER_ERR | POLLER_NVAL);
+  assert_quiet(p, fd);
+  /* A fresh file on the number, and a mod: it is watched again. */
+  refill_number(fd, &peer);
+  ASSERT_OK(poller_mod(p, fd, POLLER_IN, &tag_c));
+  t_write(peer, 1);
+  poller_event got;
+  t_wait_for(p, fd, POLLER_IN, 2000, &got);
+  ASSERT_TRUE(got.data == &tag_c);
+  ASSERT_OK(poller_del(p, fd));
+  ASSERT_EQ(poller_count(p), 0);
+  t_close(fd);
+  t_close(peer);
+  t_close(sv[1]);
+  t_assert_clean(p);
+}
+
+/* select and poll find a registered fd closed behind the poller without
+ * any change: the same lifecycle (reported once, kept until poller_del,
+ * re-armed by poller_mod once the number is valid again). */
+TEST(contract_closed_behind_keeps_key) {
+  if (T_BACKEND != POLLER_SELECT && T_BACKEND != POLLER_POLL)
+    SKIP("%s watches open files: a closed fd is not reported without a "
+         "change (see contract_closed_then_mod_keeps_key)",
+         T_BACKEND_NAME);
+  poller *p;
+  int sv[2], peer;
+  t_open(&p);
+  t_socketpair(sv);
+  ASSERT_OK(poller_add(p, sv[0], POLLER_IN, &tag_a));
+  ASSERT_OK(poller_flush(p));
+  int fd = sv[0];
+  t_close(fd);
+  poller_event ev;
+  unsigned bits = t_wait_for(p, fd, POLLER_NVAL, 2000, &ev);
+  ASSERT_EQ(bits, POLLER_ERR | POLLER_NVAL);
+  ASSERT_TRUE(ev.data == &tag_a);
+  ASSERT_EQ(poller_current(p, &ev), 1);
+  assert_key(p, fd, POLLER_IN, &tag_a, 1, 1);
+  assert_quiet(p, fd);
+  refill_number(fd, &peer);
+  ASSERT_OK(poller_mod(p, fd, POLLER_IN, &tag_b));
+  t_write(peer, 1);
+  poller_event got;
+  t_wait_for(p, fd, POLLER_IN, 2000, &got);
+  ASSERT_TRUE(got.data == &tag_b);
+  ASSERT_OK(poller_del(p, fd));
+  ASSERT_EQ(poller_current(p, &ev), 0);
+  ASSERT_EQ(poller_count(p), 0);
+  t_close(fd);
+  t_close(peer);
+  t_close(sv[1]);
+  t_assert_clean(p);
+}
