@@ -127,10 +127,10 @@ int poller_loop_reinit(poller_loop *loop);
 /* ---- fd watchers: one callback per fd ---- */
 
 /* Called with the ready bits (POLLER_*) of fd.  A report with POLLER_NVAL
- * (always with POLLER_ERR) says the poller dropped fd's registration (the
- * kernel refused a change, or the fd was found closed): the watcher is
- * already stopped when the callback runs, which is called once for it;
- * poller_io_start may watch the fd again. */
+ * (always with POLLER_ERR) says the poller disarmed fd's registration (the
+ * kernel refused a change, or the fd was found closed): the loop deletes
+ * it and the watcher is already stopped when the callback runs, which is
+ * called once for it; poller_io_start may watch the fd again. */
 typedef void (*poller_io_cb)(poller_loop *loop, int fd, unsigned events,
                              void *arg);
 

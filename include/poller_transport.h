@@ -49,7 +49,7 @@ typedef struct poller_listener poller_listener;
  *              With a NULL on_close the transport closes itself (flush).
  *  on_error:   a connect failed (-ECONNREFUSED, -ETIMEDOUT, -ENOENT...),
  *              the connection broke (-ECONNRESET, -EPIPE...), or the loop
- *              could no longer watch the fd (its registration was dropped:
+ *              could no longer watch the fd (its registration was refused:
  *              -EBADF when the fd was closed behind the transport, -EIO
  *              when the kernel refused to keep watching it).  Called at
  *              most once; the transport is closed (queue discarded) when
@@ -213,7 +213,7 @@ int poller_listener_adopt(poller_loop *loop, poller_listener **l, int fd,
  * retries on a timer every 100 ms, so the loop sleeps instead of seeing
  * the same ready listener over and over. */
 
-/* A listener whose registration the loop dropped (POLLER_NVAL) watches
+/* A listener whose registration was refused (POLLER_NVAL) watches
  * its socket again from the same 100 ms retry timer. */
 
 /* Stores the bound address in *ss and *len (getsockname).  Returns 0; -EFAULT;

@@ -51,10 +51,10 @@ typedef struct {
   /* The references the registrations hold.  libpoller's data pointers are
    * borrowed from these dicts: tops maps fd -> the data of the registration
    * in force, below maps fd -> [data of the entries under it], bottom
-   * first (only for stacks deeper than one).  libpoller may drop a
-   * registration on its own (a change the kernel refused, at a wait or a
-   * flush) and forgets its data then; the dicts still own it, so nothing
-   * leaks, and they are brought in line after every wait and flush. */
+   * first (only for stacks deeper than one).  libpoller never removes a
+   * registration on its own (a change the kernel refuses disarms it and
+   * reports NVAL; it stays until unregister() or pop()), so the dicts
+   * follow the caller's calls alone. */
   PyObject *tops;
   PyObject *below;
 } PollerObject;
@@ -285,25 +285,6 @@ static int forget_fd(PollerObject *self, int fd) {
   return r;
 }
 
-/* Brings the dicts in line with libpoller after it may have dropped
- * registrations on its own (poller_flush): every fd it no longer has is
- * forgotten. */
-static int sync_dropped(PollerObject *self) {
-  if (!self->p || !self->tops)
-    return 0;
-  PyObject *keys = PyDict_Keys(self->tops);
-  if (!keys)
-    return -1;
-  int r = 0;
-  for (Py_ssize_t i = 0; r == 0 && i < PyList_GET_SIZE(keys); i++) {
-    int fd = (int)PyLong_AsLong(PyList_GET_ITEM(keys, i));
-    if (self->p && poller_depth(self->p, fd) == 0)
-      r = forget_fd(self, fd);
-  }
-  Py_DECREF(keys);
-  return r;
-}
-
 /* register(fd, events, data=None) and push(...): data defaults to the fd
  * number.  `push` selects poller_push (the registration stack) over
  * poller_add. */
@@ -353,10 +334,6 @@ static PyObject *add_or_push(PollerObject *self, PyObject *args, int push) {
     return raise_for(r);
   }
   Py_XDECREF(lst);
-  /* A new registration: any references left from one libpoller dropped
-   * on its own belong to the past. */
-  if (depth == 0 && fd_store(self->below, fd, NULL) < 0)
-    PyErr_Clear();
   if (fd_store(self->tops, fd, d) < 0) {
     /* Out of memory: the registration cannot be owned, so undo it. */
     if (push && depth > 0)
@@ -413,15 +390,14 @@ static PyObject *Poller_modify(PollerObject *self, PyObject *args) {
   Py_RETURN_NONE;
 }
 
-/* unregister(fd): removes the whole registration stack.  An fd whose
- * registration libpoller dropped on its own (reported as NVAL) is
- * unregistered without error while its references are still held. */
+/* unregister(fd): removes the whole registration stack, a registration
+ * disarmed by a refused change (reported as NVAL) included. */
 static PyObject *Poller_unregister(PollerObject *self, PyObject *fdobj) {
   int fd = get_fd(fdobj);
   if (fd < 0 || check_mutable(self) < 0)
     return NULL;
   int r = poller_del(self->p, fd);
-  if (r < 0 && !(r == -ENOENT && fd_item(self->tops, fd)))
+  if (r < 0)
     return raise_errno(r);
   if (forget_fd(self, fd) < 0)
     return NULL;
@@ -561,54 +537,6 @@ static int wait_begin(PollerObject *self, PyObject *timeout, int *maxevents,
   return 0;
 }
 
-/* A report of a registration that poller dropped (the kernel refused a
- * deferred change): the table no longer has it, the dicts still hold its
- * data.  poll's and select's POLLER_NVAL for a closed fd keeps the
- * registration (same generation) and is not one of these.  Such reports
- * are marked right after the wait, before any Python code (a finalizer
- * run by an allocation) can change the table, and each takes a reference
- * to its data then, so a finalizer that unregisters the fd while the
- * result is built cannot free it; wait_end releases them and forgets the
- * fds libpoller no longer has. */
-#define REPORT_DROPPED 0x80000000u
-
-static void mark_dropped(PollerObject *self, int n) {
-  for (int i = 0; i < n; i++) {
-    poller_event *ev = &self->events[i], key;
-    if ((ev->events & POLLER_NVAL) && ev->data &&
-        (poller_get(self->p, ev->fd, &key) < 0 || key.gen != ev->gen)) {
-      ev->events |= REPORT_DROPPED;
-      /* The report's data is only an address: the fd may have been
-       * unregistered while the report waited in libpoller (no room in an
-       * earlier wait), and the object freed.  It is used only while it is
-       * still the one tops holds for the fd (a lookup that runs no Python
-       * code); otherwise the report carries no data. */
-      if (!self->tops || fd_item(self->tops, ev->fd) != ev->data)
-        ev->data = NULL;
-      Py_XINCREF((PyObject *)ev->data);
-    }
-  }
-}
-
-/* Releases the data of dropped registrations, then ends the poll.  Done
- * while running is still set: a finalizer that polls again must not
- * overwrite self->events under this loop. */
-static void wait_end(PollerObject *self, int n) {
-  for (int i = 0; i < n; i++)
-    if (self->events[i].events & REPORT_DROPPED) {
-      poller_event *ev = &self->events[i];
-      PyObject *d = (PyObject *)ev->data;
-      ev->data = NULL;
-      ev->events &= ~REPORT_DROPPED;
-      /* Unless a finalizer registered the fd again meanwhile. */
-      if (self->p && poller_depth(self->p, ev->fd) == 0 &&
-          forget_fd(self, ev->fd) < 0)
-        PyErr_WriteUnraisable((PyObject *)self);
-      Py_XDECREF(d);
-    }
-  self->running = 0;
-}
-
 /* The wait: GIL released, signals handled, PEP 475 retries.  Returns the
  * number of reports or -1 with an exception set (running cleared). */
 static int do_wait(PollerObject *self, int maxevents, int ms, double deadline) {
@@ -633,7 +561,6 @@ static int do_wait(PollerObject *self, int maxevents, int ms, double deadline) {
     raise_errno(n);
     return -1;
   }
-  mark_dropped(self, n);
   return n;
 }
 
@@ -655,14 +582,14 @@ static PyObject *Poller_poll(PollerObject *self, PyObject *args, PyObject *kw) {
     return NULL;
   PyObject *list = PyList_New(n);
   for (int i = 0; list && i < n; i++) {
-    PyObject *t = Py_BuildValue("(iI)", self->events[i].fd,
-                                self->events[i].events & ~REPORT_DROPPED);
+    PyObject *t =
+        Py_BuildValue("(iI)", self->events[i].fd, self->events[i].events);
     if (!t)
       Py_CLEAR(list);
     else
       PyList_SET_ITEM(list, i, t);
   }
-  wait_end(self, n);
+  self->running = 0;
   return list;
 }
 
@@ -684,18 +611,6 @@ static inline unsigned selector_bits(unsigned bits) {
   if (bits & ~(unsigned)POLLER_OUT)
     ready |= 1;
   return ready;
-}
-
-/* The interest of a dropped registration, from its data's .events (a
- * SelectorKey's) when it has one. */
-static unsigned dropped_interest(PyObject *data) {
-  unsigned m = 3;
-  PyObject *ev = data ? PyObject_GetAttrString(data, "events") : NULL;
-  if (ev && PyLong_Check(ev))
-    m = (unsigned)PyLong_AsUnsignedLongMask(ev) & 3u;
-  Py_XDECREF(ev);
-  PyErr_Clear();
-  return m;
 }
 
 /* select_keys(timeout=None, maxevents=-1) -> [(data, ready)], the selectors'
@@ -720,12 +635,9 @@ static PyObject *select_keys(PollerObject *self, PyObject *timeout,
     poller_event key;
     PyObject *data;
     unsigned ready = selector_bits(ev->events);
-    if (ev->events & REPORT_DROPPED) {
-      /* Dropped by poller: the caller learns of it as a ready fd, as
-       * PollSelector reports POLLNVAL; wait_end releases the data. */
-      data = (PyObject *)ev->data;
-      ready &= dropped_interest(data);
-    } else if (poller_get(self->p, ev->fd, &key) == 0 && key.gen == ev->gen) {
+    /* An NVAL report (a refused change: the registration stays, disarmed)
+     * is a ready fd, as PollSelector reports POLLNVAL. */
+    if (poller_get(self->p, ev->fd, &key) == 0 && key.gen == ev->gen) {
       ready &= selector_interest(key.events);
       data = (PyObject *)key.data;
     } else {
@@ -750,7 +662,7 @@ static PyObject *select_keys(PollerObject *self, PyObject *timeout,
   /* Unused slots are NULL; a slice deletion drops them. */
   if (list && k < n && PyList_SetSlice(list, k, n, NULL) < 0)
     Py_CLEAR(list);
-  wait_end(self, n);
+  self->running = 0;
   return list;
 }
 
@@ -781,15 +693,13 @@ static PyObject *Poller_fileno(PollerObject *self, PyObject *noargs) {
 }
 
 /* flush(): applies the queued interest changes now (poller_flush).  A
- * registration whose change the kernel refuses is dropped (its references
- * released) and the first such error raised. */
+ * registration whose change the kernel refuses stays, disarmed (reported
+ * as NVAL at the next poll), and the first such error is raised. */
 static PyObject *Poller_flush(PollerObject *self, PyObject *noargs) {
   (void)noargs;
   if (check_mutable(self) < 0)
     return NULL;
   int r = poller_flush(self->p);
-  if (sync_dropped(self) < 0)
-    return NULL;
   if (r < 0)
     return raise_errno(r);
   Py_RETURN_NONE;
@@ -802,8 +712,6 @@ static PyObject *Poller_reinit(PollerObject *self, PyObject *noargs) {
   if (check_mutable(self) < 0)
     return NULL;
   int r = poller_reinit(self->p);
-  if (sync_dropped(self) < 0)
-    return NULL;
   if (r < 0)
     return raise_errno(r);
   Py_RETURN_NONE;

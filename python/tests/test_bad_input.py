@@ -199,7 +199,8 @@ class PollerDifferences:
         EBADF) or the backend finds the fd closed (select, poll: NVAL).
         Either way the key is reported once as ready, then no more, and
         unregister() still succeeds; every reference to the data is
-        released (the dropped registration hands its reference back)."""
+        released (the refused registration stays, disarmed, until
+        unregister())."""
         import sys
         data = object()
         base = sys.getrefcount(data)

@@ -97,11 +97,11 @@ class Lifetimes:
                            text=True, env=env, timeout=120)
         self.assertEqual(r.returncode, 0, r.stderr[-2000:])
 
-    def test_flush_releases_dropped_registration(self):
+    def test_flush_refusal_releases_references_at_unregister(self):
         """flush() applies a queued change the kernel refuses (the fd was
-        closed behind the poller): libpoller drops the registration, and
-        the references to its data (the whole stack) are released, not
-        leaked."""
+        closed behind the poller): libpoller keeps the registration,
+        disarmed, until unregister(), which releases the references to its
+        data (the whole stack), not leaked."""
         p = self.make()
         a, b = socket.socketpair()
         self.addCleanup(b.close)
@@ -115,11 +115,8 @@ class Lifetimes:
         try:
             p.flush()
         except OSError:
-            pass                             # epoll: EBADF, dropped
-        try:
-            p.unregister(fd)
-        except OSError:
-            pass
+            pass                             # epoll: EBADF, disarmed
+        p.unregister(fd)
         try:
             p.poll(0)
         except OSError:
@@ -127,11 +124,11 @@ class Lifetimes:
         p.close()
         self.assertEqual((sys.getrefcount(d1), sys.getrefcount(d2)), base)
 
-    def test_flush_drop_leaves_poller_usable(self):
-        """After a flush dropped a registration (epoll: the kernel refused
-        the change with EBADF), the registration is gone with its
-        references, unregister() says so (FileNotFoundError, which the
-        selector classes ignore) and the poller stays usable."""
+    def test_flush_refusal_keeps_registration(self):
+        """After a flush whose change the kernel refused (epoll: EBADF),
+        the registration stays (disarmed) with its references until
+        unregister(), which succeeds and releases them, and the poller
+        stays usable."""
         p = self.make()
         a, b = socket.socketpair()
         self.addCleanup(b.close)
@@ -146,10 +143,8 @@ class Lifetimes:
             p.flush()
         except OSError:
             pass
-        try:
-            p.unregister(fd)
-        except FileNotFoundError:
-            pass                             # dropped by the flush
+        self.assertEqual(p.count(), 1)
+        p.unregister(fd)
         self.assertEqual(sys.getrefcount(data), base)
         self.assertEqual(p.count(), 0)
         c, d = self.pair()
@@ -157,8 +152,8 @@ class Lifetimes:
         d.send(b"x")
         self.assertEqual(p.poll(5), [(c.fileno(), poller.IN)])
 
-    def test_close_with_dropped_report_pending(self):
-        """A registration dropped at a wait whose report did not fit in
+    def test_close_with_refused_report_pending(self):
+        """A registration refused at a wait whose report did not fit in
         maxevents (an always-ready regular file took the one slot) is still
         pending when the poller is closed: its data's reference is released
         all the same.  libpoller leaves every other wait's slots to the
@@ -181,8 +176,8 @@ class Lifetimes:
             p.close()
             self.assertEqual(sys.getrefcount(data), base, extra_waits)
 
-    def test_unregister_with_dropped_report_pending(self):
-        """A registration dropped at a wait whose report did not fit in
+    def test_unregister_with_refused_report_pending(self):
+        """A registration refused at a wait whose report did not fit in
         maxevents, then unregistered before the next wait: unregister()
         releases the data at once, and the report libpoller still holds
         (with the data's old address) is not turned into a reference to the
