@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * loop.c - the event loop over a poller: fd watchers, timers, deferred
  * work, signals, child processes, file changes and async wake-ups.

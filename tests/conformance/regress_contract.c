@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * regress_contract.c - the registration lifecycle, identical on every
  * backend (issue 8: "one contract that holds identically on every
