@@ -267,3 +267,50 @@ TEST(contract_closed_behind_keeps_key) {
   t_close(sv[1]);
   t_assert_clean(p);
 }
+
+/* A refusal found by the flush inside a wait, for an fd the same wait
+ * already reported (emulated ET: the special scan's probe saw a new bit),
+ * is reported at the next wait: one report per fd and wait, and the NVAL
+ * is neither lost nor repeated. */
+TEST(contract_refusal_after_scan_report_once_per_wait) {
+  poller *p;
+  t_open(&p);
+  if (poller_caps(p) & POLLER_ET) {
+    poller_close(p);
+    SKIP("%s has native ET: no special scan reports", T_BACKEND_NAME);
+  }
+  int sv[2];
+  t_socketpair(sv);
+  ASSERT_OK(poller_add(
+      p, sv[0], POLLER_IN | POLLER_OUT | POLLER_RDHUP | POLLER_ET, &tag_a));
+  t_wait_for(p, sv[0], POLLER_OUT, 2000, NULL);
+  /* IN becomes ready: the next wait's probe reports it, and the change it
+   * queues (watch RDHUP alone) is refused by the flush of that wait. */
+  t_write(sv[1], 1);
+  poller__fault_set(POLLER__FAULT_CTL, -ENOMEM);
+  poller_event out[8];
+  int n = poller_wait(p, out, 8, 2000);
+  poller__fault_set(POLLER__FAULT_CTL, 0);
+  ASSERT_GE(n, 1);
+  int mine = 0;
+  unsigned bits = 0;
+  for (int i = 0; i < n; i++)
+    if (out[i].fd == sv[0]) {
+      mine++;
+      bits |= out[i].events;
+    }
+  ASSERT_EQ(mine, 1);
+  poller_event ev;
+  if (!(bits & POLLER_NVAL)) {
+    ASSERT_BITS(bits, POLLER_IN);
+    ASSERT_EQ(reports_for(p, sv[0], 2000, &ev), 1);
+    ASSERT_EQ(ev.events, POLLER_ERR | POLLER_NVAL);
+  }
+  assert_quiet(p, sv[0]);
+  assert_key(p, sv[0], POLLER_IN | POLLER_OUT | POLLER_RDHUP | POLLER_ET,
+             &tag_a, 1, 1);
+  ASSERT_OK(poller_del(p, sv[0]));
+  t_close(sv[0]);
+  t_close(sv[1]);
+  t_assert_clean(p);
+}
