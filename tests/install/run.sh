@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # tests/install/run.sh - proves that poller installs into a prefix and can
 # be used from there, as the README's "Build, install and link" says:
 #   1. configure with the default prefix, then `cmake --install --prefix P`
@@ -389,6 +390,18 @@ else
   echo "$refs" | sed 's/^/#   /'
 fi
 check "LICENSE is the MIT license" grep -q '^MIT License$' "$root/LICENSE"
+# Every source file (C, Python, CMake, shell, templates) says its license
+# in its first three lines.
+unlicensed=$(cd "$root" && source_files |
+  grep -E '\.(c|h|py|cmake|sh|in|toml|map|exp)$|(^|/)CMakeLists\.txt$|^\.ci/run$' |
+  while read -r f; do
+    head -n 3 "$f" | grep 'SPDX-License-Identifier: MIT' >/dev/null || echo "$f"
+  done)
+if [ -z "$unlicensed" ]; then
+  ok "every source file has an SPDX-License-Identifier: MIT line"
+else
+  bad "no SPDX-License-Identifier line: $(echo "$unlicensed" | tr "\n" " ")"
+fi
 
 if [ "$failures" -eq 0 ]; then
   echo "# install: all checks passed"
