@@ -378,13 +378,14 @@ check "moved prefix: poller::poller consumer runs" \
 # ---- 7. the source tree stands alone ----
 # Nothing refers to documents a user of the repository does not have (the
 # team's notes, machine paths); a public source is cited instead.
+# The pattern is spelled in pieces so that this file does not match it.
+private_pattern='\.\./sha''red|sha''red/docs|less''ons(\.md| [0-9F])|conformance''-cases|/wo''rk/'
 private_refs() {
-  (cd "$root" && source_files | grep -v '^tests/install/run.sh$' |
-    xargs grep -nE '\.\./shared|shared/docs|lessons(\.md| [0-9F])|conformance-cases|/work/' 2>/dev/null)
+  (cd "$root" && source_files | xargs grep -nE "$private_pattern" 2>/dev/null)
 }
 refs=$(private_refs || true)
 if [ -z "$refs" ]; then
-  ok "no file refers to ../shared, lessons, conformance-cases or /work/"
+  ok "no file refers to the team's notes or to machine paths"
 else
   bad "files refer to documents users do not have:"
   echo "$refs" | sed 's/^/#   /'
