@@ -78,6 +78,19 @@ if header_exists("sys/event.h") and os.path.exists(
     sources.append(rel("src", "backend_kqueue.c"))
     macros.append(("POLLER_HAVE_KQUEUE", "1"))
 
+def headers():
+    """Every header the extension's sources include: setuptools rebuilds
+    only when a source or one of these `depends` is newer than the built
+    extension, so without them an install over an older python/build/
+    after a header changed would keep the stale extension."""
+    out = []
+    for d in ("include", "src"):
+        for name in sorted(os.listdir(os.path.join(ROOT, d))):
+            if name.endswith(".h"):
+                out.append(rel(d, name))
+    return out
+
+
 setup(
     name="poller",
     version=version(),
@@ -89,6 +102,7 @@ setup(
     ext_modules=[Extension(
         "poller._poller", sources,
         include_dirs=[rel("include"), rel("src")],
+        depends=headers(),
         define_macros=macros,
         libraries=libraries + ["pthread"],
         extra_compile_args=["-std=gnu11"],

@@ -2,10 +2,11 @@
 /*
  * backends.c - the preference-ordered table of backends built in.
  *
- * POLLER_AUTO tries them in this order.  epoll comes before io_uring:
- * bench/RESULTS.md measures both, and io_uring's poll requests cost more
- * per re-armed event than epoll on the kernels we measured (as in
- * liburing#189).
+ * POLLER_AUTO tries them in this order, skipping those that
+ * poller__auto_eligible refuses: io_uring is opened only when the caller or
+ * the environment variable POLLER_BACKEND names it (poller.h).  bench/
+ * RESULTS.md measures both, and io_uring's poll requests cost more per
+ * event than epoll on the kernels we measured (as in liburing#189).
  * The build defines POLLER_HAVE_<NAME> for each backend it compiles.
  */
 #include "internal.h"
