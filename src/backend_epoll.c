@@ -46,6 +46,7 @@ struct epoll_state {
   int epfd;  /* the working set, the one epoll_wait sleeps on */
   int spare; /* an empty instance for the next rebuild, or -1 */
   int outer; /* poller_fd: holds epfd, created on demand, or -1 */
+  int old;   /* the set a rebuild replaced, until settle, or -1 */
 };
 
 /* An interest mask as epoll_ctl takes it: the same bits. */
@@ -70,6 +71,7 @@ static int epoll_init(poller *p) {
   if (!s)
     return -ENOMEM;
   s->outer = -1;
+  s->old = -1;
   s->epfd = epoll_create1(EPOLL_CLOEXEC);
   if (s->epfd < 0) {
     int r = -errno;
@@ -96,6 +98,8 @@ static void epoll_fini(poller *p) {
     close(s->spare);
   if (s->outer >= 0)
     close(s->outer);
+  if (s->old >= 0)
+    close(s->old);
   free(s);
   p->bstate = NULL;
 }
@@ -240,13 +244,101 @@ static int epoll_rebuild(poller *p) {
     p->stats.syscalls++;
     (void)epoll_ctl(s->outer, EPOLL_CTL_DEL, s->epfd, NULL);
   }
-  close(s->epfd);
+  /* The replaced set stays open until settle: it tells which edges were
+   * still undelivered.  A set a nested rebuild replaces in between holds
+   * nothing settle needs. */
+  p->stats.syscalls++;
+  if (s->old >= 0)
+    close(s->epfd);
+  else
+    s->old = s->epfd;
   s->epfd = fresh;
-  /* The number just freed makes this succeed unless another thread took
-   * it; without a spare the next rebuild creates one. */
-  p->stats.syscalls += 2;
-  s->spare = epoll_create1(EPOLL_CLOEXEC);
   return 0;
+}
+
+/* The number of reports one harvest call of settle takes. */
+#define SETTLE_BATCH 64
+
+/* Calls fn for each report of set, without blocking.  Level entries come
+ * back at every call, so the calls are bounded by the number of entries
+ * the set may hold: each call takes at least SETTLE_BATCH new ones, as
+ * epoll hands out its ready list in order and requeues level entries at
+ * its end. */
+static void harvest(poller *p, int set,
+                    void (*fn)(poller *p, struct poller__fd *e, int fd)) {
+  struct epoll_event buf[SETTLE_BATCH];
+  size_t rounds = (p->count + 1) / SETTLE_BATCH + 2;
+  for (size_t r = 0; r < rounds; r++) {
+    p->stats.syscalls++;
+    int n = epoll_wait(set, buf, SETTLE_BATCH, 0);
+    for (int i = 0; i < n; i++) {
+      uint64_t u = buf[i].data.u64;
+      int fd = (int)(uint32_t)u;
+      struct poller__fd *e = poller__entry(p, fd);
+      if (e && (e->flags & FD_REGISTERED) && e->gen == (unsigned)(u >> 32))
+        fn(p, e, fd);
+    }
+    if (n < SETTLE_BATCH)
+      break;
+  }
+}
+
+/* Re-polls fd in the working set with the mask it holds: the kernel
+ * queues a report (an edge, for ET) when the file is ready. */
+static void repoll(poller *p, struct poller__fd *e, int fd) {
+  struct epoll_state *s = p->bstate;
+  struct epoll_event ev;
+  ev.events = to_epoll(poller__kmask(e));
+  ev.data.u64 = (uint64_t)(uint32_t)fd | ((uint64_t)e->gen << 32);
+  p->stats.syscalls++;
+  (void)epoll_ctl(s->epfd, EPOLL_CTL_MOD, fd, &ev);
+}
+
+static int is_edge(const struct poller__fd *e) {
+  unsigned k = poller__kmask(e);
+  return (k & POLLER_ET) && !(k & POLLER_ONESHOT);
+}
+
+/* A report of the new set taken by settle: an ET edge of an entry marked
+ * FD_REBUILT is dropped, which is the point; a ONESHOT entry was disarmed
+ * by the harvest and is armed again (it is still ready, so it is queued
+ * again); a level entry is queued again by the kernel itself. */
+static void settle_new(poller *p, struct poller__fd *e, int fd) {
+  unsigned k = poller__kmask(e);
+  if ((k & POLLER_ONESHOT) || (is_edge(e) && !(e->flags & FD_REBUILT)))
+    repoll(p, e, fd);
+}
+
+/* A report still queued in the old set: for an ET entry, an edge that came
+ * after the last wait and that the harvest of the new set took: queue it
+ * again in the new set. */
+static void settle_old(poller *p, struct poller__fd *e, int fd) {
+  if (is_edge(e))
+    repoll(p, e, fd);
+}
+
+/* After a rebuild, once every registration is in the new set: adding a
+ * ready ET registration gave it an edge although nothing happened to its
+ * file, and it would be reported again.  The new set's reports are taken
+ * first (dropping those edges), then the old set's: an ET edge still
+ * queued there came after the last wait, so it is queued again.  An edge
+ * arriving between the two harvests is queued in both sets and thus
+ * reported.  Costs nothing outside a rebuild. */
+static void epoll_settle(poller *p) {
+  struct epoll_state *s = p->bstate;
+  if (s->old < 0)
+    return;
+  harvest(p, s->epfd, settle_new);
+  harvest(p, s->old, settle_old);
+  p->stats.syscalls++;
+  close(s->old);
+  s->old = -1;
+  if (s->spare < 0) {
+    /* The number just freed makes this succeed unless another thread
+     * took it; without a spare the next rebuild creates one. */
+    p->stats.syscalls++;
+    s->spare = epoll_create1(EPOLL_CLOEXEC);
+  }
 }
 
 static int epoll_reinit(poller *p) {
@@ -298,4 +390,5 @@ const struct poller__backend poller__backend_epoll = {
     .fd = epoll_fd,
     .reinit = epoll_reinit,
     .rebuild = epoll_rebuild,
+    .settle = epoll_settle,
 };

@@ -27,6 +27,10 @@
 #define FD_EDGE_WAIT 0x20u  /* emulated ET: reported, awaiting not-ready */
 #define FD_FAILED 0x40u     /* refused and disarmed: NVAL report pending */
 #define FD_MODES 0x400u     /* the interest has POLLER_ET or POLLER_ONESHOT */
+/* Re-added by a rebuild of the kernel set with no change of the caller's
+ * pending: an edge the re-add produces is not news (see settle below).
+ * Set only during rebuild_kernel_set in poller.c. */
+#define FD_REBUILT 0x800u
 
 /* The saved entries of a registration stack below its top. */
 struct poller__stack {
@@ -137,6 +141,12 @@ static inline void poller__set_kmask(struct poller__fd *e, unsigned m) {
  *         then calls ctl for the wakeup fd and every registration with
  *         have == 0.  A backend's ctl sets p->rebuild_due when it learns
  *         that the kernel may hold a registration the core cannot remove.
+ * settle: optional, with rebuild: called once the core has added every
+ *         registration to the new kernel object.  Adding a ready
+ *         edge-triggered registration gives it an edge although nothing
+ *         happened to its file; settle takes such edges back for the
+ *         entries marked FD_REBUILT, keeping those the old object still
+ *         held undelivered, and releases the old object.
  */
 struct poller__backend {
   enum poller_backend id;
@@ -152,6 +162,7 @@ struct poller__backend {
   int (*fd)(const poller *p);
   int (*reinit)(poller *p);
   int (*rebuild)(poller *p);
+  void (*settle)(poller *p);
 };
 
 struct poller {
@@ -252,15 +263,29 @@ void poller__wakefd_drain(int rfd);
 void poller__wakefd_signal(int wfd);
 
 /* Fault injection for the tests: when set, the named point fails with the
- * given -errno once per call until cleared (0). */
+ * given -errno once per call until cleared (0), or for a given number of
+ * calls (poller__fault_set_times). */
 enum poller__fault_point {
   POLLER__FAULT_URING_SETUP, /* io_uring probe and init */
   POLLER__FAULT_CTL,         /* every backend ctl that is not a removal */
   POLLER__FAULT_INIT_NATIVE, /* poller_open of epoll and kqueue */
   POLLER__FAULT_REBUILD,     /* the core's rebuild of the kernel set */
+  /* Every backend wait poller_wait makes: it returns the -errno instead
+   * of waiting (transient kernel errors, for the loop's back-off). */
+  POLLER__FAULT_WAIT,
   POLLER__FAULT_COUNT
 };
 extern int poller__fault[POLLER__FAULT_COUNT];
 void poller__fault_set(enum poller__fault_point point, int err);
+/* Makes point fail with err for its next `times` calls (times > 0), then
+ * clears it; times == 0 is poller__fault_set. */
+void poller__fault_set_times(enum poller__fault_point point, int err,
+                             int times);
+/* The calls left before a point set with poller__fault_set_times clears
+ * itself (0: unbounded, or not set). */
+int poller__fault_left(enum poller__fault_point point);
+/* Takes one call of point's fault: returns its -errno, counting the call
+ * down when the fault was set for a number of calls. */
+int poller__fault_take(enum poller__fault_point point);
 
 #endif /* POLLER_INTERNAL_H */

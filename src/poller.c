@@ -38,6 +38,10 @@
  * remove make every kernel wait return at once (see poller_wait). */
 #define GHOST_NAP_MS 10
 
+/* How many times one poller_wait asks the kernel again, without blocking,
+ * for the reports that dropped ones left out of a full batch. */
+#define MAX_TOPUPS 2
+
 /* Extra flags beyond internal.h's, private to the core. */
 #define FD_INBATCH 0x80u    /* reported by the special scan in this wait */
 #define FD_KDISARMED 0x100u /* native ONESHOT fired: the kernel disarmed it */
@@ -59,10 +63,29 @@ _Static_assert(((READY_BITS << EDGE_SHIFT) & INTEREST_BITS) == 0 &&
   ((e)->events = ((e)->events & INTEREST_BITS) | ((unsigned)(b) << EDGE_SHIFT))
 
 int poller__fault[POLLER__FAULT_COUNT];
+static int fault_times[POLLER__FAULT_COUNT]; /* calls left, 0: unbounded */
+
+void poller__fault_set_times(enum poller__fault_point point, int err,
+                             int times) {
+  if ((unsigned)point < POLLER__FAULT_COUNT) {
+    poller__fault[point] = err;
+    fault_times[point] = err && times > 0 ? times : 0;
+  }
+}
 
 void poller__fault_set(enum poller__fault_point point, int err) {
-  if ((unsigned)point < POLLER__FAULT_COUNT)
-    poller__fault[point] = err;
+  poller__fault_set_times(point, err, 0);
+}
+
+int poller__fault_left(enum poller__fault_point point) {
+  return (unsigned)point < POLLER__FAULT_COUNT ? fault_times[point] : 0;
+}
+
+int poller__fault_take(enum poller__fault_point point) {
+  int err = poller__fault[point];
+  if (err && fault_times[point] > 0 && --fault_times[point] == 0)
+    poller__fault[point] = 0;
+  return err;
 }
 
 static int check_mask(unsigned events) {
@@ -578,9 +601,18 @@ static int rebuild_kernel_set(poller *p) {
       continue;
     poller__set_kmask(e, 0);
     e->flags &= ~FD_KDISARMED;
+    /* A change the caller made and the kernel has not seen yet may
+     * report current readiness again, as it would without a rebuild;
+     * any other re-add only repeats what the kernel already had. */
+    if (!(e->flags & FD_QUEUED))
+      e->flags |= FD_REBUILT;
     queue_change(p, fd, e);
   }
   (void)flush(p);
+  if (p->be->settle)
+    p->be->settle(p);
+  for (int fd = 0; fd < p->nfds; fd++)
+    p->fds[fd].flags &= (uint16_t)~FD_REBUILT;
   return 0;
 }
 
@@ -642,7 +674,9 @@ int poller_wait(poller *p, poller_event *out, int max, int timeout_ms) {
   int topped = 0;
   while (n < max) {
     int room = max - n;
-    int k = p->be->wait(p, out + n, room, tmo);
+    int k = poller__fault[POLLER__FAULT_WAIT]
+                ? poller__fault_take(POLLER__FAULT_WAIT)
+                : p->be->wait(p, out + n, room, tmo);
     if (k == -EINTR) {
       p->stats.eintr++;
       if (p->report_eintr) {
@@ -671,10 +705,11 @@ int poller_wait(poller *p, poller_event *out, int max, int timeout_ms) {
     } else {
       filter(p, out, n, k, &n, &internal, mark, 1);
     }
-    if (topped == 1) {
+    /* Slots of this call's room that produced no report: stale and
+     * internal reports, and reports merged or held back by the filter. */
+    int dropped = k - (n - before);
+    if (topped)
       n = drop_repeats(out, before, n);
-      topped = 2;
-    }
     int ghosts = 0;
     if (p->stats.stale != stale &&
         (p->be->caps & POLLER__CAP_STALE_REBUILD))
@@ -691,13 +726,17 @@ int poller_wait(poller *p, poller_event *out, int max, int timeout_ms) {
       p->keep_signalled = 0;
       if (atomic_exchange(&p->wake_pending, 0))
         woken = 1;
-      else if (k == room && n < max && (n > 0 || tmo == 0) && !topped) {
-        /* The channel took a slot of a full batch: fetch what it left
-         * out, without blocking (a blocking wait below would do it too). */
-        topped = 1;
-        tmo = 0;
-        continue;
-      }
+    }
+    if (!woken && dropped > 0 && k == room && n < max && (n > 0 || tmo == 0) &&
+        topped < MAX_TOPUPS) {
+      /* Reports that are not the caller's (the wakeup channel, a ghost's
+       * stale report) took slots of a full batch: they must neither take
+       * the caller's room nor end the wait early, so fetch what they left
+       * out, without blocking (with nothing kept and time left, the
+       * blocking wait below does it).  Bounded, so it cannot spin. */
+      topped++;
+      tmo = 0;
+      continue;
     }
     if (n > 0 || woken || tmo == 0)
       break;

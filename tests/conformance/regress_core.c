@@ -819,3 +819,110 @@ TEST(mode_bits_kept_in_key) {
   t_close(sv[1]);
   t_assert_clean(p);
 }
+
+/* Makes a ghost: registers a readable socket, closes its number while a
+ * dup keeps the file open, deletes it, and makes the file readable, so
+ * a kernel set that watches files (epoll) holds an entry the poller
+ * cannot remove and reports it at every wait.  Returns the dup; *peer
+ * gets the other end. */
+static int make_ghost(poller *p, int *peer) {
+  int sv[2];
+  t_socketpair(sv);
+  ASSERT_OK(poller_add(p, sv[0], POLLER_IN, &tag_b));
+  ASSERT_OK(poller_flush(p));
+  int keep = dup(sv[0]);
+  ASSERT_SYS(keep);
+  t_close(sv[0]);
+  ASSERT_OK(poller_del(p, sv[0]));
+  t_write(sv[1], 1);
+  *peer = sv[1];
+  return keep;
+}
+
+/* A stale report of a ghost never takes one of the caller's slots: a
+ * zero-timeout wait with max 1 reports the registration that is ready
+ * rather than return 0 because the ghost's report came first. */
+TEST(stale_report_takes_no_slot) {
+  poller *p;
+  t_open(&p);
+  int peer;
+  int keep = make_ghost(p, &peer);
+  int sv[2];
+  t_socketpair(sv);
+  t_write(sv[1], 1);
+  ASSERT_OK(poller_add(p, sv[0], POLLER_IN, &tag_a));
+  for (int i = 0; i < 3; i++) {
+    poller_event out[1];
+    int n = poller_wait(p, out, 1, 0);
+    ASSERT_EQ(n, 1);
+    ASSERT_EQ(out[0].fd, sv[0]);
+  }
+  ASSERT_OK(poller_del(p, sv[0]));
+  t_close(keep);
+  t_close(peer);
+  t_close(sv[0]);
+  t_close(sv[1]);
+  t_assert_clean(p);
+}
+
+/* Replacing the kernel set to drop a ghost adds every registration
+ * again; an edge-triggered registration that was reported and has not
+ * changed since is not reported again, while a new edge after the
+ * replacement (the file drained, then readable again) still is, once. */
+TEST(edge_not_repeated_after_ghost_rebuild) {
+  poller *p;
+  t_open(&p);
+  int sv[2];
+  t_socketpair(sv);
+  ASSERT_OK(poller_add(p, sv[0], POLLER_IN | POLLER_ET, &tag_a));
+  t_write(sv[1], 1);
+  wait_any(p, sv[0], 2000);
+  int peer;
+  int keep = make_ghost(p, &peer);
+  for (int i = 0; i < 4; i++)
+    ASSERT_EQ(t_wait_once(p, sv[0], i < 3 ? 0 : 50), 0);
+  ASSERT_EQ(t_drain(sv[0]), 1);
+  ASSERT_EQ(t_wait_once(p, sv[0], 0), 0); /* emulated ET sees it drained */
+  t_write(sv[1], 1);
+  ASSERT_BITS(wait_any(p, sv[0], 2000), POLLER_IN);
+  ASSERT_EQ(t_wait_once(p, sv[0], 50), 0);
+  ASSERT_OK(poller_del(p, sv[0]));
+  t_close(keep);
+  t_close(peer);
+  t_close(sv[0]);
+  t_close(sv[1]);
+  t_assert_clean(p);
+}
+
+/* Edge-triggered IN on a TCP socket: data is reported, the reader
+ * drains it, then the peer closes: exactly one new report, with IN (and
+ * RDHUP when asked for).  After a drain poll(2) shows a peer's FIN on TCP
+ * as RDHUP alone until the next read, so emulated ET must see it. */
+static void tcp_edge_close_after_drain(unsigned extra) {
+  poller *p;
+  t_open(&p);
+  int a, b;
+  t_tcp_pair(&a, &b);
+  ASSERT_OK(poller_add(p, a, POLLER_IN | POLLER_ET | extra, &tag_a));
+  t_write(b, 1);
+  ASSERT_BITS(wait_any(p, a, 2000), POLLER_IN);
+  ASSERT_EQ(t_drain(a), 1);
+  ASSERT_EQ(t_wait_once(p, a, 0), 0);
+  t_close(b);
+  unsigned got = wait_any(p, a, 2000);
+  ASSERT_BITS(got, POLLER_IN);
+  if ((extra & POLLER_RDHUP) && T_BACKEND != POLLER_SELECT)
+    ASSERT_BITS(got, POLLER_RDHUP); /* select shows a hang-up as IN */
+  t_expect_none(p, a, 100);
+  ASSERT_OK(poller_del(p, a));
+  t_close(a);
+  t_assert_clean(p);
+}
+
+TEST(edge_tcp_peer_close_after_drain_reported) {
+  tcp_edge_close_after_drain(0);
+}
+
+TEST(edge_tcp_peer_close_after_drain_reported_rdhup) {
+  tcp_edge_close_after_drain(POLLER_RDHUP);
+}
