@@ -594,6 +594,79 @@ TEST(run_survives_transient_wait_errors) {
   close_loop(l);
 }
 
+/* ---- transient wait errors: the run backs off and goes on ---- */
+
+static unsigned long long waits_of(poller_loop *l) {
+  poller_stats st;
+  ASSERT_OK(poller_stats_get(poller_loop_poller(l), &st));
+  return st.waits;
+}
+
+/* Every 5 ms: counts, and stops at its second tick after the injected
+ * failures are used up, so that a wait that works came between (no
+ * assumption on how long the back-off takes on a loaded machine). */
+static void on_timer_until_faults_gone(poller_timer *t, void *arg) {
+  int *ticks = arg; /* [0]: ticks, [1]: ticks with no failure left */
+  ticks[0]++;
+  if (poller__fault_left(POLLER__FAULT_WAIT) == 0 && ++ticks[1] == 2)
+    ASSERT_OK(poller_timer_stop(t));
+}
+
+/* A run whose waits fail with -EAGAIN, -EBUSY or -ENOMEM a few times in a
+ * row takes each failure as transient: it goes on, every failed wait is
+ * retried, and the run ends normally when its last watcher stops. */
+TEST(run_survives_injected_wait_errors) {
+  static const int errs[] = {-EAGAIN, -EBUSY, -ENOMEM};
+  for (size_t i = 0; i < sizeof errs / sizeof errs[0]; i++) {
+    poller_loop *l = open_loop();
+    int fired[2] = {0, 0};
+    poller_timer t;
+    poller_timer_init(&t, on_timer_until_faults_gone, fired);
+    ASSERT_OK(poller_timer_start(l, &t, 5, 5));
+    unsigned long long w0 = waits_of(l);
+    poller__fault_set_times(POLLER__FAULT_WAIT, errs[i], 8);
+    int r = poller_loop_run(l, -1, -1);
+    int left = poller__fault_left(POLLER__FAULT_WAIT);
+    poller__fault_set(POLLER__FAULT_WAIT, 0);
+    ASSERT_GE(r, 1);
+    ASSERT_EQ(left, 0);
+    ASSERT_EQ(fired[1], 2);
+    ASSERT_FALSE(poller_timer_active(&t));
+    /* The 8 failed waits, and at least one that succeeded after them. */
+    ASSERT_GE(waits_of(l) - w0, 9);
+    close_loop(l);
+  }
+}
+
+/* While every wait fails, the run backs off instead of spinning: a run of
+ * 300 ms makes a bounded number of waits (the back-off doubles from 1 ms
+ * up to 64 ms: about ten waits; a spin makes thousands), and it still
+ * ends at its time limit with no error. */
+TEST(run_backs_off_on_lasting_wait_errors) {
+  static const int errs[] = {-EAGAIN, -ENOMEM};
+  for (size_t i = 0; i < sizeof errs / sizeof errs[0]; i++) {
+    poller_loop *l = open_loop();
+    int fired[2] = {0, 0};
+    poller_timer t; /* keeps the loop alive; never fires in the run */
+    poller_timer_init(&t, on_timer_until_faults_gone, fired);
+    ASSERT_OK(poller_timer_start(l, &t, 600000, 0));
+    unsigned long long w0 = waits_of(l);
+    poller__fault_set(POLLER__FAULT_WAIT, errs[i]);
+    int r = poller_loop_run(l, 300, -1);
+    poller__fault_set(POLLER__FAULT_WAIT, 0);
+    unsigned long long waits = waits_of(l) - w0;
+    t_note("%s: %llu waits in a 300 ms run", strerror(-errs[i]), waits);
+    ASSERT_GE(r, 1);
+    ASSERT_GE(waits, 2);
+    ASSERT_LE(waits, 40);
+    ASSERT_EQ(fired[0], 0);
+    /* The loop works again once the waits do. */
+    ASSERT_GE(poller_loop_run(l, 0, 1), 0);
+    ASSERT_OK(poller_timer_stop(&t));
+    close_loop(l);
+  }
+}
+
 /* ---- fork while another thread starts and stops signal watchers ---- */
 
 #if defined(__SANITIZE_ADDRESS__)
