@@ -14,6 +14,13 @@
  * with poller_timer_init; the other handles need no preparation.
  * One loop is run by one thread; poller_loop_stop and poller_async_send
  * may be called from any thread.
+ *
+ * Windows: fd watchers take sockets (the SOCKET value as an int, as
+ * poller.h); timers, deferred work, async wake-ups, poller_loop_stop and
+ * the close hooks work as on Unix.  Signal, child process and file
+ * watchers are not available there: their start functions check their
+ * arguments (-EFAULT, -EINVAL) and then return -ENOSYS; stopping such a
+ * handle returns 0.  poller_loop_reinit has nothing to redo (no fork).
  */
 #ifndef POLLER_LOOP_H
 #define POLLER_LOOP_H
@@ -209,7 +216,9 @@ int poller_loop_defer(poller_loop *loop, void (*fn)(void *arg), void *arg);
  * signal only where it is blocked in every thread, and two consumers race
  * for one delivery (eventcore#113).  The previous disposition comes back when
  * the last watcher of the signal stops.  At most 64 loops watch signals at
- * once (-ENOSPC beyond). */
+ * once (-ENOSPC beyond).  poller_signal_start returns 0; -EFAULT;
+ * -EINVAL (signum out of range, SIGKILL, SIGSTOP); -EBUSY; -ENOSPC; or
+ * sigaction's error.  Windows: -ENOSYS after the argument checks. */
 struct poller_signal { /* private */
   poller_loop *loop;
   poller_signal_cb cb;
@@ -235,7 +244,8 @@ int poller_signal_stop(poller_signal *sig);
  * already reaped): asyncio reports such a pid as exit code 255 with a
  * warning, here the call says so at once; -ESRCH; or the error of watching
  * it (-EMFILE...).  A child that already exited is reported from inside
- * poller_child_start when pidfd is not available. */
+ * poller_child_start when pidfd is not available.  Windows: -ENOSYS
+ * after the argument checks. */
 struct poller_child { /* private */
   poller_loop *loop;
   poller_child_cb cb;
@@ -257,7 +267,8 @@ int poller_child_stop(poller_child *child);
  * holds one O_PATH descriptor of the file (close-on-exec) until the file
  * is deleted or the watch stops, to read the link count of the file
  * itself rather than of whatever the path names now.  Returns 0; -EFAULT; -EINVAL (no bits); -ENOSYS where
- * the platform has no file watching; or the kernel's error (-ENOENT). */
+ * the platform has no file watching (Windows, and Unix systems other
+ * than Linux); or the kernel's error (-ENOENT). */
 struct poller_fswatch { /* private */
   poller_loop *loop;
   poller_fswatch_cb cb;
