@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
 # Cross-builds poller for 64-bit Windows with mingw-w64 and runs the
-# Windows conformance suite under Wine, on every Windows backend, printing
-# each run's TAP lines and a closing line "N passed, N failed, N skipped"
+# Windows conformance suite and the loop's tests (tests/loop; the
+# transports are not ported yet) under Wine, on every Windows backend,
+# printing each run's TAP lines and a closing line "N passed, N failed, N skipped"
 # over all of them.  Installs gcc-mingw-w64-x86-64 and wine64 when missing
 # (scripts/deps.sh windows).  A backend Wine cannot run is reported as
 # skipped by the suite itself, never as passed.
@@ -35,18 +36,20 @@ if [ ! -d "$WINEPREFIX" ]; then
 fi
 
 total_p=0 total_f=0 total_s=0
-for backend in afd select; do
-  echo "--- conformance on $backend (Wine)"
-  out=$(timeout 600 "$wine" "$build/tests/conformance.exe" --backend "$backend" 2>&1 | tr -d '\r')
-  echo "$out"
-  last=$(echo "$out" | grep -E '^[0-9]+ passed, [0-9]+ failed, [0-9]+ skipped$' | tail -1)
-  if [ -z "$last" ]; then
-    echo "no closing line from conformance.exe on $backend" >&2
-    total_f=$((total_f + 1))
-    continue
-  fi
-  read -r p _ f _ s _ <<<"$last"
-  total_p=$((total_p + p)) total_f=$((total_f + f)) total_s=$((total_s + s))
+for exe in conformance loop/looptests; do
+  for backend in afd select; do
+    echo "--- ${exe#*/} on $backend (Wine)"
+    out=$(timeout 600 "$wine" "$build/tests/$exe.exe" --backend "$backend" 2>&1 | tr -d '\r')
+    echo "$out"
+    last=$(echo "$out" | grep -E '^[0-9]+ passed, [0-9]+ failed, [0-9]+ skipped$' | tail -1)
+    if [ -z "$last" ]; then
+      echo "no closing line from $exe.exe on $backend" >&2
+      total_f=$((total_f + 1))
+      continue
+    fi
+    read -r p _ f _ s _ <<<"$last"
+    total_p=$((total_p + p)) total_f=$((total_f + f)) total_s=$((total_s + s))
+  done
 done
 # Ends this prefix's Wine server and its services (nothing else's).
 "$(dirname "$wine")/wineserver" -k >/dev/null 2>&1 || true

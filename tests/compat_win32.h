@@ -5,8 +5,8 @@
  *
  * On Windows a test's descriptors are Winsock sockets: read and write on
  * them become recv and send.  The POSIX calls that have no Windows
- * counterpart (fcntl, dup3, fork, uids, rlimits, poll, signals and
- * interval timers) are declared as
+ * counterpart (fcntl, dup3, fork, waitpid, kill, uids, rlimits, poll,
+ * signals, interval timers, pipe2, socketpair, links) are declared as
  * stubs that fail, so a test that needs them still compiles; such a test
  * starts with T_POSIX_ONLY("reason"), which skips it on Windows with the
  * reason before any stub can run.
@@ -66,11 +66,30 @@ struct itimerval {
   struct timeval it_interval, it_value;
 };
 #define sigemptyset(set) ((void)(set))
-#define sigaction(...) t_posix_stub_()
+#define sigaction(sig, sa, old) ((void)(sa), (void)(old), t_posix_stub_())
 #define setitimer(...) t_posix_stub_()
 
+/* Unix signal numbers the loop's tests name (their tests skip). */
+#define SIGKILL 9
+#define SIGUSR1 10
+#define SIGUSR2 12
+#define SIGCHLD 17
+#define SIGSTOP 19
+#define SIGWINCH 28
+#define kill(...) t_posix_stub_()
+#define WIFSIGNALED(st) 0
+#define WTERMSIG(st) 0
+#define WNOHANG 1
+
 #define fork(...) t_posix_stub_()
-#define waitpid(...) t_posix_stub_()
+#define getppid() 1
+#define alarm(...) t_posix_stub_()
+#define pipe2(...) t_posix_stub_()
+#define socketpair(...) t_posix_stub_()
+#define readlink(...) t_posix_stub_()
+#define link(...) t_posix_stub_()
+#define fchmod(...) t_posix_stub_()
+#define waitpid(pid, st, fl) ((void)(st), t_posix_stub_())
 #define WIFEXITED(st) 0
 #define WEXITSTATUS(st) 1
 #define setresuid(...) t_posix_stub_()

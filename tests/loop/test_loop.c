@@ -15,8 +15,10 @@
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
+#ifndef _WIN32 /* harness.h gives Windows its stand-ins */
 #include <sys/socket.h>
 #include <sys/wait.h>
+#endif
 #include <time.h>
 #include <unistd.h>
 
@@ -372,6 +374,7 @@ static void on_sig(poller_signal *s, int signum, unsigned count, void *arg) {
 
 /* I54: a burst of N signals: at least one callback, count in 1..N. */
 TEST(signal_burst_not_lost) {
+  T_POSIX_ONLY("signal watchers are -ENOSYS");
   poller_loop *l = open_loop();
   poller_signal s;
   sig_total = 0;
@@ -395,6 +398,7 @@ static void plain_handler(int signum) { (void)signum; }
 
 /* The previous disposition comes back when the last watcher stops. */
 TEST(signal_restores_disposition) {
+  T_POSIX_ONLY("signal watchers are -ENOSYS");
   poller_loop *l = open_loop();
   struct sigaction sa, cur;
   memset(&sa, 0, sizeof sa);
@@ -425,6 +429,7 @@ static void on_sig_two(poller_signal *s, int signum, unsigned count,
 
 /* Two watchers of one signal in one loop both get it. */
 TEST(signal_two_watchers_one_loop) {
+  T_POSIX_ONLY("signal watchers are -ENOSYS");
   poller_loop *l = open_loop();
   poller_signal s1, s2;
   two_calls[0] = two_calls[1] = 0;
@@ -464,6 +469,7 @@ static void *sig_thread_run(void *arg) {
 
 /* I55: a signal watched by two loops in two threads reaches both. */
 TEST(signal_multiple_loops) {
+  T_POSIX_ONLY("signal watchers are -ENOSYS");
   struct sigthread a = {0}, b = {0};
   a.l = open_loop();
   b.l = open_loop();
@@ -500,6 +506,7 @@ static void on_child(poller_child *c, pid_t pid, int status, void *arg) {
 
 /* A child's exit status is reported once. */
 TEST(child_exit_status) {
+  T_POSIX_ONLY("fork, and child watchers are -ENOSYS");
   poller_loop *l = open_loop();
   pid_t pid = fork();
   ASSERT_SYS(pid);
@@ -627,6 +634,7 @@ TEST_TIMEOUT(async_from_threads_no_lost_wakeup, 60) {
 /* After fork, the child's reinit gives it its own kernel object: its loop
  * works, and the parent's keeps working. */
 TEST(fork_reinit_loop) {
+  T_POSIX_ONLY("fork");
   poller_loop *l = open_loop();
   int sv[2], calls = 0;
   t_socketpair(sv);

@@ -382,7 +382,9 @@ TEST(io_dropped_registration_stops_watcher) {
 /* ---- child watchers: statuses that are not a child's exit ---- */
 
 #include <signal.h>
+#ifndef _WIN32 /* harness.h gives Windows its stand-ins */
 #include <sys/wait.h>
+#endif
 
 struct childrec {
   int calls;
@@ -403,6 +405,7 @@ static void on_child_rec(poller_child *c, pid_t pid, int status, void *arg) {
  * that never completes (without pidfd) or completes with a made-up
  * status. */
 TEST(child_not_ours_refused) {
+  T_POSIX_ONLY("child watchers are -ENOSYS");
   poller_loop *l = open_loop();
   poller_child c;
   struct childrec r = {0, 0, 0};
@@ -417,6 +420,7 @@ TEST(child_not_ours_refused) {
  * the callback runs once with status -ECHILD, which no W* macro can take
  * for an exit (-1 used to read as "killed by signal 127"). */
 TEST(child_reaped_elsewhere_status) {
+  T_POSIX_ONLY("fork, and child watchers are -ENOSYS");
   poller_loop *l = open_loop();
   int go[2];
   ASSERT_SYS(pipe2(go, O_CLOEXEC));
@@ -495,6 +499,7 @@ TEST(fswatch_delete_while_open) {
 /* A file with a second hard link: removing one link is LINK, not DELETE
  * (the path is gone, the file is not). */
 TEST(fswatch_unlink_one_of_two_links) {
+  T_POSIX_ONLY("file watching is -ENOSYS");
   poller_loop *l = open_loop();
   char path[] = "/tmp/poller-fslink-XXXXXX";
   int fd = mkstemp(path);
@@ -568,6 +573,7 @@ static void on_timer_done(poller_timer *t, void *arg) {
  * and goes on until its timer fires, instead of ending with -EINTR (the
  * same path as io_uring's -EAGAIN/-EBUSY and -ENOMEM). */
 TEST(run_survives_transient_wait_errors) {
+  T_POSIX_ONLY("a Unix signal (SIGUSR2) interrupts the wait");
   poller_loop *l = open_loop();
   ASSERT_OK(poller_option(poller_loop_poller(l), POLLER_OPT_REPORT_EINTR, 1));
   struct sigaction sa, old;
@@ -709,6 +715,7 @@ static void *sig_churn(void *arg) {
  * can watch signals itself: the process-wide signal table's lock is not
  * left held in the child (it is taken around fork). */
 TEST_TIMEOUT(signal_fork_while_thread_watches, 60) {
+  T_POSIX_ONLY("fork, and signal watchers are -ENOSYS");
 #ifdef T_ASAN
   SKIP("AddressSanitizer's allocator can deadlock a child forked while "
        "another thread allocates");
@@ -747,4 +754,52 @@ TEST_TIMEOUT(signal_fork_while_thread_watches, 60) {
   ASSERT_EQ(hung, 0);
   ASSERT_EQ(failed, 0);
   close_loop(c.loop);
+}
+
+/* ---- Windows: the sources that are not there ---- */
+
+#ifdef _WIN32
+static void on_sig_never(poller_signal *s, int signum, unsigned n, void *a) {
+  (void)s, (void)signum, (void)n, (void)a;
+}
+static void on_child_never(poller_child *c, pid_t pid, int st, void *a) {
+  (void)c, (void)pid, (void)st, (void)a;
+}
+static void on_fs_never(poller_fswatch *w, unsigned events, void *a) {
+  (void)w, (void)events, (void)a;
+}
+#endif
+
+/* On Windows, signal, child and file watchers check their arguments and
+ * then say -ENOSYS (poller_loop.h); the handles stop as no-ops, and the
+ * loop stays usable (a timer still runs). */
+TEST(windows_sources_enosys) {
+#ifndef _WIN32
+  SKIP("Windows only: Unix has signal, child and file watchers");
+#else
+  poller_loop *l = open_loop();
+  poller_signal s;
+  poller_child c;
+  poller_fswatch w;
+  ASSERT_ERR(poller_signal_start(l, &s, SIGINT, NULL, NULL), -EFAULT);
+  ASSERT_ERR(poller_signal_start(l, &s, 0, on_sig_never, NULL), -EINVAL);
+  ASSERT_ERR(poller_signal_start(l, &s, SIGINT, on_sig_never, NULL), -ENOSYS);
+  ASSERT_OK(poller_signal_stop(&s));
+  ASSERT_ERR(poller_child_start(l, &c, 0, on_child_never, NULL), -EINVAL);
+  ASSERT_ERR(poller_child_start(l, &c, 1234, on_child_never, NULL), -ENOSYS);
+  ASSERT_OK(poller_child_stop(&c));
+  ASSERT_ERR(poller_fswatch_start(l, &w, "x", 0, on_fs_never, NULL), -EINVAL);
+  ASSERT_ERR(
+      poller_fswatch_start(l, &w, "x", POLLER_FS_WRITE, on_fs_never, NULL),
+      -ENOSYS);
+  ASSERT_OK(poller_fswatch_stop(&w));
+  ASSERT_EQ(poller_loop_alive(l), 0);
+  poller_timer t;
+  timer_calls = 0;
+  poller_timer_init(&t, on_timer, NULL);
+  ASSERT_OK(poller_timer_start(l, &t, 1, 0));
+  ASSERT_EQ(poller_loop_run(l, 5000, -1) >= 1, 1);
+  ASSERT_EQ(timer_calls, 1);
+  close_loop(l);
+#endif
 }
