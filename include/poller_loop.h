@@ -20,7 +20,9 @@
  * the close hooks work as on Unix.  Signal, child process and file
  * watchers are not available there: their start functions check their
  * arguments (-EFAULT, -EINVAL) and then return -ENOSYS; stopping such a
- * handle returns 0.  poller_loop_reinit has nothing to redo (no fork).
+ * handle returns 0.  poller_loop_reinit returns poller_reinit's -ENOSYS
+ * (there is no fork).  Transports and listeners (poller_transport.h) are
+ * not built for Windows yet.
  */
 #ifndef POLLER_LOOP_H
 #define POLLER_LOOP_H

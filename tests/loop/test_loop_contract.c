@@ -771,8 +771,8 @@ static void on_fs_never(poller_fswatch *w, unsigned events, void *a) {
 #endif
 
 /* On Windows, signal, child and file watchers check their arguments and
- * then say -ENOSYS (poller_loop.h); the handles stop as no-ops, and the
- * loop stays usable (a timer still runs). */
+ * then say -ENOSYS (poller_loop.h), as does poller_loop_reinit; the
+ * handles stop as no-ops, and the loop stays usable (a timer runs). */
 TEST(windows_sources_enosys) {
 #ifndef _WIN32
   SKIP("Windows only: Unix has signal, child and file watchers");
@@ -794,6 +794,7 @@ TEST(windows_sources_enosys) {
       -ENOSYS);
   ASSERT_OK(poller_fswatch_stop(&w));
   ASSERT_EQ(poller_loop_alive(l), 0);
+  ASSERT_ERR(poller_loop_reinit(l), -ENOSYS); /* no fork on Windows */
   poller_timer t;
   timer_calls = 0;
   poller_timer_init(&t, on_timer, NULL);
