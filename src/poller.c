@@ -39,8 +39,11 @@
 #define GHOST_NAP_MS 10
 
 /* How many times one poller_wait asks the kernel again, without blocking,
- * for the reports that dropped ones left out of a full batch. */
-#define MAX_TOPUPS 2
+ * for the reports that dropped ones left out of a full batch.  Every
+ * backend hands out its ready entries in turn (epoll requeues a level
+ * entry at the end of its ready list, poll and select start each scan
+ * where the last one stopped), so each call gets further. */
+#define MAX_TOPUPS 4
 
 /* Extra flags beyond internal.h's, private to the core. */
 #define FD_INBATCH 0x80u    /* reported by the special scan in this wait */
@@ -166,6 +169,20 @@ static void special_add(poller *p, int fd, struct poller__fd *e) {
   p->special[p->nspecial++] = fd;
 }
 
+/* The hang-up emulated ET follows for a reader even when the caller did
+ * not ask for it: on TCP a peer's FIN after the reader drained, with no
+ * wait between, leaves the socket readable, as when the data was
+ * reported; poll(2) shows the change only as RDHUP.  Without it the
+ * emulation would miss the close (test
+ * edge_tcp_peer_close_right_after_drain_reported).  Reports show RDHUP
+ * only when asked. */
+static unsigned edge_track(const struct poller__fd *e) {
+  return (e->events & (POLLER_IN | POLLER_ET | POLLER_ONESHOT)) ==
+                 (POLLER_IN | POLLER_ET)
+             ? POLLER_RDHUP
+             : 0;
+}
+
 /* The mask the kernel should hold for e now. */
 static unsigned want_of(const poller *p, const struct poller__fd *e) {
   if (e->flags & FD_INTERNAL)
@@ -175,6 +192,8 @@ static unsigned want_of(const poller *p, const struct poller__fd *e) {
     return 0;
   unsigned want = e->events & (READY_BITS | MODE_BITS);
   want &= ~(MODE_BITS & ~p->be->caps);
+  if (!(p->be->caps & POLLER_ET))
+    want |= edge_track(e);
   if (e->flags & FD_EDGE_WAIT) {
     /* Emulated ET: watch only the bits that are not ready now, so a level
      * kernel does not report the same readiness again.  After a hang-up or
@@ -306,9 +325,16 @@ static void after_report(poller *p, int fd, struct poller__fd *e) {
  * everywhere), from a probe's revents. */
 static unsigned probe_view(const struct poller__fd *e, short revents) {
   unsigned interest = e->events & READY_BITS;
-  unsigned bits =
-      poller__from_pollbits(revents) & (interest | POLLER_ERR | POLLER_HUP);
+  unsigned bits = poller__from_pollbits(revents) &
+                  (interest | POLLER_ERR | POLLER_HUP | edge_track(e));
   return poller__hup_in(bits, interest);
+}
+
+/* The bits of an emulated-ET edge that a report shows: RDHUP only when
+ * asked (see edge_track). */
+static unsigned shown_of(const struct poller__fd *e, unsigned bits) {
+  return bits &
+         ((e->events & READY_BITS) | POLLER_ERR | POLLER_HUP | POLLER_NVAL);
 }
 
 /* What the backend reports for readiness `bits` in poll(2)'s view.  select
@@ -333,7 +359,8 @@ static unsigned backend_view(const poller *p, const struct poller__fd *e,
  * hang-up that select showed as IN is not new to them). */
 static unsigned select_edge(poller *p, int fd, const struct poller__fd *e,
                             unsigned bits) {
-  poller__pollfd pf = {fd, poller__to_pollbits(e->events & READY_BITS), 0};
+  poller__pollfd pf = {
+      fd, poller__to_pollbits((e->events & READY_BITS) | edge_track(e)), 0};
   p->stats.syscalls++;
   if (poller__platform_probe(&pf, 1) == 1)
     bits |= probe_view(e, pf.revents);
@@ -405,7 +432,8 @@ static int scan_special(poller *p, poller_event *out, int max,
       continue;
     }
     probe[nprobe].fd = fd;
-    probe[nprobe].events = poller__to_pollbits(e->events & READY_BITS);
+    probe[nprobe].events =
+        poller__to_pollbits((e->events & READY_BITS) | edge_track(e));
     probe[nprobe].revents = 0;
     nprobe++;
   }
@@ -430,7 +458,7 @@ static int scan_special(poller *p, poller_event *out, int max,
     struct poller__fd *e = &p->fds[fd];
     unsigned now = probe_view(e, probe[i].revents);
     unsigned fresh = now & ~EDGE_BITS(e);
-    unsigned shown = fresh ? backend_view(p, e, now) : 0;
+    unsigned shown = fresh ? shown_of(e, backend_view(p, e, now)) : 0;
     if (shown && n >= max)
       continue; /* no room: keep the old edge so the next scan reports it
                    (test wait_partial_harvest_edge_new_bits) */
@@ -526,17 +554,19 @@ static void filter(poller *p, poller_event *out, int from, int k, int *n,
       p->stats.stale++;
       continue;
     }
+    /* An emulated-ET reader follows RDHUP even unasked (edge_track). */
+    unsigned track = emulate_et ? bits & edge_track(e) : 0;
     bits &= (e->events & READY_BITS) | POLLER_ERR | POLLER_HUP | POLLER_NVAL;
-    if (!bits) {
+    if (!(bits | track)) {
       p->stats.stale++; /* as above: the kernel's state is not ours */
       continue;
     }
-    bits = poller__hup_in(bits, e->events);
+    bits = poller__hup_in(bits | track, e->events);
     if (bits & POLLER_NVAL) {
       /* poll's POLLNVAL, or select's EBADF: the fd was closed behind our
        * back.  Report it once and disarm, so it cannot spin;
        * the key stays until poller_del, which then succeeds. */
-      bits |= POLLER_ERR;
+      bits = shown_of(e, bits | POLLER_ERR);
       e->flags |= FD_DISARMED;
       queue_change(p, fd, e);
     } else if (emulate_et && (e->events & POLLER_ET) &&
@@ -553,6 +583,7 @@ static void filter(poller *p, poller_event *out, int from, int k, int *n,
       e->flags |= FD_EDGE_WAIT;
       special_add(p, fd, e);
       queue_change(p, fd, e);
+      bits = shown_of(e, bits);
     }
     if (e->flags & FD_INBATCH) {
       /* Already reported by the special scan: merge, one entry per fd. */
@@ -705,11 +736,12 @@ int poller_wait(poller *p, poller_event *out, int max, int timeout_ms) {
     } else {
       filter(p, out, n, k, &n, &internal, mark, 1);
     }
-    /* Slots of this call's room that produced no report: stale and
-     * internal reports, and reports merged or held back by the filter. */
-    int dropped = k - (n - before);
     if (topped)
       n = drop_repeats(out, before, n);
+    /* Slots of this call's room that produced no report: stale and
+     * internal reports, reports merged or held back by the filter, and
+     * after a top-up, repeats of reports the batch has. */
+    int dropped = k - (n - before);
     int ghosts = 0;
     if (p->stats.stale != stale &&
         (p->be->caps & POLLER__CAP_STALE_REBUILD))

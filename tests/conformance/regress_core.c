@@ -865,6 +865,38 @@ TEST(stale_report_takes_no_slot) {
   t_assert_clean(p);
 }
 
+/* As above with several registrations ready and max equal to their
+ * number: after the ghost's report the kernel may hand out again a report
+ * the batch already has; the wait still fills max, one report per fd. */
+TEST(stale_report_takes_no_slot_many_ready) {
+  for (int nready = 2; nready <= 4; nready++) {
+    poller *p;
+    t_open(&p);
+    int peer;
+    int keep = make_ghost(p, &peer);
+    int sv[4][2];
+    for (int i = 0; i < nready; i++) {
+      t_socketpair(sv[i]);
+      t_write(sv[i][1], 1);
+      ASSERT_OK(poller_add(p, sv[i][0], POLLER_IN, &tag_a));
+    }
+    poller_event out[4];
+    int n = poller_wait(p, out, nready, 0);
+    ASSERT_EQ(n, nready);
+    for (int j = 0; j < n; j++)
+      for (int k = j + 1; k < n; k++)
+        ASSERT_NE(out[j].fd, out[k].fd);
+    for (int i = 0; i < nready; i++) {
+      ASSERT_OK(poller_del(p, sv[i][0]));
+      t_close(sv[i][0]);
+      t_close(sv[i][1]);
+    }
+    t_close(keep);
+    t_close(peer);
+    t_assert_clean(p);
+  }
+}
+
 /* Replacing the kernel set to drop a ghost adds every registration
  * again; an edge-triggered registration that was reported and has not
  * changed since is not reported again, while a new edge after the
@@ -898,7 +930,7 @@ TEST(edge_not_repeated_after_ghost_rebuild) {
  * drains it, then the peer closes: exactly one new report, with IN (and
  * RDHUP when asked for).  After a drain poll(2) shows a peer's FIN on TCP
  * as RDHUP alone until the next read, so emulated ET must see it. */
-static void tcp_edge_close_after_drain(unsigned extra) {
+static void tcp_edge_close_after_drain(unsigned extra, int wait_between) {
   poller *p;
   t_open(&p);
   int a, b;
@@ -907,7 +939,8 @@ static void tcp_edge_close_after_drain(unsigned extra) {
   t_write(b, 1);
   ASSERT_BITS(wait_any(p, a, 2000), POLLER_IN);
   ASSERT_EQ(t_drain(a), 1);
-  ASSERT_EQ(t_wait_once(p, a, 0), 0);
+  if (wait_between)
+    ASSERT_EQ(t_wait_once(p, a, 0), 0);
   t_close(b);
   unsigned got = wait_any(p, a, 2000);
   ASSERT_BITS(got, POLLER_IN);
@@ -920,9 +953,20 @@ static void tcp_edge_close_after_drain(unsigned extra) {
 }
 
 TEST(edge_tcp_peer_close_after_drain_reported) {
-  tcp_edge_close_after_drain(0);
+  tcp_edge_close_after_drain(0, 1);
 }
 
 TEST(edge_tcp_peer_close_after_drain_reported_rdhup) {
-  tcp_edge_close_after_drain(POLLER_RDHUP);
+  tcp_edge_close_after_drain(POLLER_RDHUP, 1);
+}
+
+/* As above with no wait between the drain and the peer's close: the
+ * emulation never sees the socket not readable, so only the hang-up (to
+ * poll(2), RDHUP) tells the close from the data already reported. */
+TEST(edge_tcp_peer_close_right_after_drain_reported) {
+  tcp_edge_close_after_drain(0, 0);
+}
+
+TEST(edge_tcp_peer_close_right_after_drain_reported_rdhup) {
+  tcp_edge_close_after_drain(POLLER_RDHUP, 0);
 }
