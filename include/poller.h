@@ -112,17 +112,19 @@ enum poller_backend {
 /* A registration (key) as returned by poller_get and poller_next, and a
  * report as filled in by poller_wait.
  *  fd:     the file descriptor.
- *  events: the interest mask (key) or the ready bits (report).
- *  data:   the caller's pointer given at add, mod or push.
  *  gen:    the generation of the registration, new for every poller_add
  *          (and every push onto an empty stack), never 0.  poller_current
  *          compares it to tell a report of a deleted or replaced
- *          registration. */
+ *          registration.
+ *  events: the interest mask (key) or the ready bits (report).
+ *  data:   the caller's pointer given at add, mod or push.
+ * The order of the fields changed in 0.x (gen moved next to fd); use the
+ * field names, not positional initializers. */
 typedef struct poller_event {
   int fd;
+  unsigned gen; /* next to fd: the epoll backend copies both at once */
   unsigned events;
   void *data;
-  unsigned gen;
 } poller_event;
 
 /* Counters kept per poller, for tests and benchmarks (poller_stats). */

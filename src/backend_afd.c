@@ -352,7 +352,8 @@ static int afd_wait_once(poller *p, poller_event *out, int max,
     if (!q->want)
       continue; /* disarmed (ONESHOT fired) */
     if (submit(p, s, q) < 0 && k < max)
-      out[k++] = (poller_event){q->fd, POLLER_NVAL, NULL, 0};
+      out[k++] = (poller_event){
+          .fd = q->fd, .events = POLLER_NVAL, .data = NULL, .gen = 0};
   }
   s->nsubmit = keep;
   if (k > 0)
@@ -401,7 +402,8 @@ static int afd_wait_once(poller *p, poller_event *out, int max,
       submit_push(s, q); /* level: ask again at the next wait */
     }
     if (bits)
-      out[k++] = (poller_event){q->fd, bits, NULL, 0};
+      out[k++] = (poller_event){
+          .fd = q->fd, .events = bits, .data = NULL, .gen = 0};
   }
   return k;
 }

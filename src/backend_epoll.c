@@ -27,7 +27,9 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stddef.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/epoll.h>
 #include <unistd.h>
 
@@ -186,13 +188,28 @@ static int epoll_wait_fd(poller *p, poller_event *out, int max,
   for (int i = 0; i < n; i++) {
     uint64_t u = buf[i].data.u64;
     unsigned bits = to_bits(buf[i].events);
-    int fd = (int)(uint32_t)u;
+    unsigned fd = (uint32_t)u;
     unsigned gen = (unsigned)(u >> 32);
-    if (!poller__report_plain(fds, nfds, &out[i], fd, bits, gen)) {
-      out[i].fd = fd;
-      out[i].events = bits | POLLER__RAW;
-      out[i].gen = gen;
-      out[i].data = NULL;
+    poller_event *o = &out[i];
+    /* Report i is read whole above; fd and gen go out as they came in. */
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    /* One 8-byte copy of the kernel's data: fd in its low half, gen in its
+     * high half, the order of the two first fields of poller_event. */
+    _Static_assert(offsetof(poller_event, fd) == 0 &&
+                       offsetof(poller_event, gen) == 4,
+                   "fd and gen are the first 8 bytes of a report");
+    memcpy(o, &u, sizeof u);
+#else
+    o->fd = (int)fd;
+    o->gen = gen;
+#endif
+    const struct poller__fd *e = poller__plain_entry(fds, nfds, fd, bits, gen);
+    if (e) {
+      o->events = bits;
+      o->data = e->data;
+    } else {
+      o->events = bits | POLLER__RAW;
+      o->data = NULL;
       raw++;
     }
   }

@@ -403,7 +403,7 @@ static int take(poller *p, const struct kqueue_state *s,
     return 0;
   if (e)
     e->bidx = *k + 1;
-  out[*k] = (poller_event){fd, bits, NULL, gen};
+  out[*k] = (poller_event){.fd = fd, .events = bits, .data = NULL, .gen = gen};
   (*k)++;
   return 1;
 }

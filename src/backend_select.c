@@ -144,7 +144,8 @@ static int report_closed(poller *p, poller_event *out, int max) {
   for (int i = 0; i < s->n && k < max; i++) {
     p->stats.syscalls++;
     if (fcntl(s->fds[i], F_GETFD) == -1 && errno == EBADF)
-      out[k++] = (poller_event){s->fds[i], POLLER_NVAL, NULL, 0};
+      out[k++] = (poller_event){
+          .fd = s->fds[i], .events = POLLER_NVAL, .data = NULL, .gen = 0};
   }
   return k;
 }
@@ -194,7 +195,8 @@ static int select_wait(poller *p, poller_event *out, int max,
         s->next = i;
         return k;
       }
-      out[k++] = (poller_event){fd, bits, NULL, 0};
+      out[k++] = (poller_event){
+          .fd = fd, .events = bits, .data = NULL, .gen = 0};
     }
     if (++i == s->n)
       i = 0;

@@ -136,7 +136,8 @@ static int report_closed(poller *p, poller_event *out, int max) {
   for (int i = 0; i < s->n && k < max; i++) {
     p->stats.syscalls++;
     if (!poller__win_is_socket(s->reg[i].fd))
-      out[k++] = (poller_event){s->reg[i].fd, POLLER_NVAL, NULL, 0};
+      out[k++] = (poller_event){
+          .fd = s->reg[i].fd, .events = POLLER_NVAL, .data = NULL, .gen = 0};
   }
   return k;
 }
@@ -217,7 +218,8 @@ static int wsel_wait(poller *p, poller_event *out, int max, int timeout_ms) {
         s->next = i;
         return k;
       }
-      out[k++] = (poller_event){s->reg[i].fd, bits, NULL, 0};
+      out[k++] = (poller_event){
+          .fd = s->reg[i].fd, .events = bits, .data = NULL, .gen = 0};
     }
     if (++i == s->n)
       i = 0;

@@ -573,7 +573,8 @@ static int put_raw(poller_event *out, int n, int fd, struct poller__fd *e,
     return n;
   }
   e->bidx |= (int32_t)SLOT_INBATCH;
-  out[n] = (poller_event){fd, bits | POLLER__RAW, NULL, e->gen};
+  out[n] = (poller_event){
+      .fd = fd, .events = bits | POLLER__RAW, .data = NULL, .gen = e->gen};
   return n + 1;
 }
 
@@ -724,13 +725,17 @@ static int check(poller *p, poller_event *out, int max, int n, int *raw) {
       continue; /* reported raw already (a refused request) */
     e->bidx |= (int32_t)SLOT_INBATCH;
     if (bits & POLLER_NVAL) {
-      out[n++] = (poller_event){fd, POLLER_ERR | POLLER_NVAL | POLLER__RAW,
-                                NULL, e->gen};
+      out[n++] = (poller_event){
+          .fd = fd,
+          .events = POLLER_ERR | POLLER_NVAL | POLLER__RAW,
+          .data = NULL,
+          .gen = e->gen};
       (*raw)++;
       continue;
     }
     if (!poller__report_plain(fds, nfds, &out[n], fd, bits, e->gen)) {
-      out[n] = (poller_event){fd, bits | POLLER__RAW, NULL, e->gen};
+      out[n] = (poller_event){
+          .fd = fd, .events = bits | POLLER__RAW, .data = NULL, .gen = e->gen};
       (*raw)++;
     }
     n++;

@@ -224,21 +224,35 @@ static inline unsigned poller__hup_in(unsigned bits, unsigned interest) {
  * final reports.  fds and nfds are p->fds and p->nfds, read once by the
  * caller: stores through o could otherwise alias them and force a reload
  * per report. */
-static inline int poller__report_plain(const struct poller__fd *fds,
-                                       unsigned nfds, poller_event *o, int fd,
-                                       unsigned bits, unsigned gen) {
+/* Returns fd's table entry when a report (bits, gen) for it can be final
+ * at once: the fd is in the table, the report is not a hang-up, and the
+ * entry is a plain registration of that generation.  NULL: leave it to
+ * the core's filter. */
+static inline const struct poller__fd *
+poller__plain_entry(const struct poller__fd *fds, unsigned nfds, unsigned fd,
+                    unsigned bits, unsigned gen) {
   /* A hang-up (rare) is left to the filter, which adds IN to it
    * (poller__hup_in): a test and a branch here, not a merge per report. */
-  if ((unsigned)fd >= nfds || (bits & (POLLER_HUP | POLLER_RDHUP)))
-    return 0;
+  if (fd >= nfds || (bits & (POLLER_HUP | POLLER_RDHUP)))
+    return NULL;
   const struct poller__fd *e = &fds[fd];
   /* One compare says "registered, no mode, nothing pending". */
   if (e->flags != FD_REGISTERED || e->gen != gen)
+    return NULL;
+  return e;
+}
+
+static inline int poller__report_plain(const struct poller__fd *fds,
+                                       unsigned nfds, poller_event *o, int fd,
+                                       unsigned bits, unsigned gen) {
+  const struct poller__fd *e =
+      poller__plain_entry(fds, nfds, (unsigned)fd, bits, gen);
+  if (!e)
     return 0;
   o->fd = fd;
+  o->gen = gen;
   o->events = bits;
   o->data = e->data;
-  o->gen = gen;
   return 1;
 }
 

@@ -402,7 +402,11 @@ static int scan_special(poller *p, poller_event *out, int max,
     if (e->flags & FD_FAILED) {
       /* The registration stays (disarmed), and so does its data: the
        * report is current until poller_del (poller_current). */
-      out[n++] = (poller_event){fd, POLLER_ERR | POLLER_NVAL, e->data, e->gen};
+      out[n++] = (poller_event){
+          .fd = fd,
+          .events = POLLER_ERR | POLLER_NVAL,
+          .data = e->data,
+          .gen = e->gen};
       e->flags &= ~FD_FAILED;
       continue;
     }
@@ -426,7 +430,8 @@ static int scan_special(poller *p, poller_event *out, int max,
       always_max--;
       if (e->events & POLLER_ET)
         SET_EDGE_BITS(e, bits);
-      out[n++] = (poller_event){fd, bits, e->data, e->gen};
+      out[n++] = (poller_event){
+          .fd = fd, .events = bits, .data = e->data, .gen = e->gen};
       e->flags |= FD_INBATCH;
       after_report(p, fd, e);
       continue;
@@ -467,7 +472,8 @@ static int scan_special(poller *p, poller_event *out, int max,
       e->flags &= ~FD_EDGE_WAIT;
     queue_change(p, fd, e);
     if (shown) {
-      out[n++] = (poller_event){fd, shown, e->data, e->gen};
+      out[n++] = (poller_event){
+          .fd = fd, .events = shown, .data = e->data, .gen = e->gen};
       e->flags |= FD_INBATCH;
       after_report(p, fd, e);
     }
@@ -594,7 +600,8 @@ static void filter(poller *p, poller_event *out, int from, int k, int *n,
         }
       continue;
     }
-    out[w++] = (poller_event){fd, bits, e->data, e->gen};
+    out[w++] = (poller_event){
+        .fd = fd, .events = bits, .data = e->data, .gen = e->gen};
     if (mark)
       e->flags |= FD_INBATCH; /* a second special scan must not repeat it */
     after_report(p, fd, e);
@@ -694,7 +701,11 @@ int poller_wait(poller *p, poller_event *out, int max, int timeout_ms) {
       struct poller__fd *e = &p->fds[fd];
       if ((e->flags & (FD_FAILED | FD_INBATCH)) == FD_FAILED) {
         out[n++] =
-            (poller_event){fd, POLLER_ERR | POLLER_NVAL, e->data, e->gen};
+            (poller_event){
+                .fd = fd,
+                .events = POLLER_ERR | POLLER_NVAL,
+                .data = e->data,
+                .gen = e->gen};
         e->flags &= ~FD_FAILED;
       }
     }
@@ -991,7 +1002,11 @@ int poller_get(const poller *p, int fd, poller_event *key) {
   const struct poller__fd *e = registered(p, fd);
   if (!e)
     return -ENOENT;
-  *key = (poller_event){fd, e->events & INTEREST_BITS, e->data, e->gen};
+  *key = (poller_event){
+      .fd = fd,
+      .events = e->events & INTEREST_BITS,
+      .data = e->data,
+      .gen = e->gen};
   return 0;
 }
 
