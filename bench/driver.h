@@ -35,7 +35,7 @@ struct bench_driver {
 void bench_on_read(int idx);
 
 extern const struct bench_driver bench_poller, bench_raw_epoll, bench_libev,
-    bench_libevent, bench_libuv;
+    bench_libevent, bench_libuv, bench_raw_uring;
 
 /* Finds the driver named by spec ("NAME" or "NAME:ARG") among those this
  * executable was built with, and points *arg at ARG (NULL without one).
@@ -48,6 +48,9 @@ static inline const struct bench_driver *bench_find(const char *spec,
   const struct bench_driver *all[] = {
 #ifdef BENCH_POLLER
       &bench_poller, &bench_raw_epoll,
+#endif
+#ifdef BENCH_RAW_URING
+      &bench_raw_uring,
 #endif
 #ifdef BENCH_LIBEV
       &bench_libev,
