@@ -185,6 +185,11 @@ static int epoll_wait_fd(poller *p, poller_event *out, int max,
   const struct poller__fd *fds = p->fds;
   const unsigned nfds = (unsigned)p->nfds;
   int raw = 0;
+  /* Two reports per turn halve the loop's own instructions (about 2 of
+   * 24 per report with GCC 12; 4 per turn gained nothing more). */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC unroll 2
+#endif
   for (int i = 0; i < n; i++) {
     uint64_t u = buf[i].data.u64;
     unsigned bits = to_bits(buf[i].events);
