@@ -21,8 +21,7 @@
  * watchers are not available there: their start functions check their
  * arguments (-EFAULT, -EINVAL) and then return -ENOSYS; stopping such a
  * handle returns 0.  poller_loop_reinit returns poller_reinit's -ENOSYS
- * (there is no fork).  Transports and listeners (poller_transport.h) are
- * not built for Windows yet.
+ * (there is no fork).  Transports and listeners: poller_transport.h.
  */
 #ifndef POLLER_LOOP_H
 #define POLLER_LOOP_H

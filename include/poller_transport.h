@@ -22,6 +22,15 @@
  * BSD way); other descriptors (pipes, ttys) are written with SIGPIPE
  * blocked in the calling thread, and a SIGPIPE the write caused is
  * consumed before the mask is restored.  A closed reader shows as -EPIPE.
+ *
+ * Windows: fds are Winsock sockets (the SOCKET value as an int, as
+ * poller.h); transports and listeners work over TCP (IPv4 and IPv6),
+ * with send and recv, Winsock errors mapped to -errno, and no SIGPIPE
+ * (Winsock never raises one).  Adopting anything but a socket fails with
+ * -ENOTSOCK; Unix domain addresses ("unix:...") parse, but connecting or
+ * listening on one fails with -EAFNOSUPPORT.  The listener's spare
+ * descriptor for EMFILE does not exist there, and SO_REUSEADDR is not
+ * set (on Windows it would let another socket take the port).
  */
 #ifndef POLLER_TRANSPORT_H
 #define POLLER_TRANSPORT_H
@@ -29,7 +38,12 @@
 #include "poller_loop.h"
 
 #include <stddef.h>
+#ifdef _WIN32
+#include <winsock2.h>
+#include <ws2tcpip.h>
+#else
 #include <sys/socket.h>
+#endif
 
 #ifdef __cplusplus
 extern "C" {

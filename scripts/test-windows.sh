@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
 # Cross-builds poller for 64-bit Windows with mingw-w64 and runs the
-# Windows conformance suite and the loop's tests (tests/loop; the
-# transports are not ported yet) under Wine, on every Windows backend,
+# Windows conformance suite and the loop's and transports' tests
+# (tests/loop) under Wine, on every Windows backend,
 # printing each run's TAP lines and a closing line "N passed, N failed, N skipped"
 # over all of them.  Installs gcc-mingw-w64-x86-64 and wine64 when missing
 # (scripts/deps.sh windows).  A backend Wine cannot run is reported as

@@ -18,23 +18,28 @@
 #endif
 #include "poller_transport.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#ifdef _WIN32
+/* Winsock versions of the socket calls below, under their Unix names. */
+#include "transport_win32.h"
+#else
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <sys/un.h>
-#include <time.h>
 #include <unistd.h>
+#endif
 
 #ifndef MSG_NOSIGNAL
 #define MSG_NOSIGNAL 0 /* BSD: SO_NOSIGPIPE is set on the socket instead */
@@ -168,6 +173,7 @@ static void tr_nosigpipe(int fd) {
  * before the mask comes back (unless one was already pending: that one
  * belongs to someone else and stays).  Returns writev's result with its
  * errno. */
+#ifndef _WIN32 /* transport_win32.h: no pipes, no SIGPIPE */
 static ssize_t tr_writev_nosigpipe(int fd, const struct iovec *iov, int n) {
   sigset_t pipe_set, old, pending;
   sigemptyset(&pipe_set);
@@ -187,6 +193,7 @@ static ssize_t tr_writev_nosigpipe(int fd, const struct iovec *iov, int n) {
   errno = err;
   return w;
 }
+#endif
 
 static void tr_close_now(poller_transport *t);
 static void tr_io(poller_loop *loop, int fd, unsigned events, void *arg);
@@ -919,7 +926,7 @@ int poller_sockaddr_format(const struct sockaddr *sa, socklen_t len,
   } else if (sa->sa_family == AF_UNIX) {
     const struct sockaddr_un *un = (const struct sockaddr_un *)sa;
     size_t off = offsetof(struct sockaddr_un, sun_path);
-    size_t n = len > off ? (size_t)len - off : 0;
+    size_t n = len > 0 && (size_t)len > off ? (size_t)len - off : 0;
     if (n > 0 && un->sun_path[0] == '\0')
       snprintf(buf, size, "unix:@%.*s", (int)(n - 1), un->sun_path + 1);
     else

@@ -4,8 +4,9 @@
  * (harness.h includes it there, and only there).
  *
  * On Windows a test's descriptors are Winsock sockets: read and write on
- * them become recv and send.  The POSIX calls that have no Windows
- * counterpart (fcntl, dup3, fork, waitpid, kill, uids, rlimits, poll,
+ * them become recv and send, close becomes closesocket, and poll is done
+ * with select.  The POSIX calls that have no Windows
+ * counterpart (fcntl, dup3, fork, waitpid, kill, uids, rlimits,
  * signals, interval timers, pipe2, socketpair, links) are declared as
  * stubs that fail, so a test that needs them still compiles; such a test
  * starts with T_POSIX_ONLY("reason"), which skips it on Windows with the
@@ -76,7 +77,20 @@ struct itimerval {
 #define SIGCHLD 17
 #define SIGSTOP 19
 #define SIGWINCH 28
+#define SIGPIPE 13
 #define kill(...) t_posix_stub_()
+
+/* Socket spellings: Winsock sockets here are already non-blocking where
+ * a test makes them so (t_socketpair, t_tcp_pair), and Winsock takes
+ * option values as char pointers. */
+#define SOCK_NONBLOCK 0
+#define SOCK_CLOEXEC 0
+#define MSG_DONTWAIT 0
+#define SHUT_WR SD_SEND
+#define setsockopt(s, level, name, val, len)                                   \
+  setsockopt((s), (level), (name), (const char *)(val), (len))
+typedef long rlim_t;
+#define setrlimit(...) t_posix_stub_()
 #define WIFSIGNALED(st) 0
 #define WTERMSIG(st) 0
 #define WNOHANG 1
@@ -101,7 +115,53 @@ struct rlimit {
 #define RLIMIT_NOFILE 7
 #define RLIM_INFINITY (-1L)
 #define getrlimit(...) t_posix_stub_()
-#define poll(...) t_posix_stub_()
+/* poll(2) for sockets, by select: Wine's WSAPoll returns a count with no
+ * events (README, "Windows"). */
+static inline int t_poll_(struct pollfd *p, unsigned long n, int ms) {
+  fd_set r, w, e;
+  FD_ZERO(&r);
+  FD_ZERO(&w);
+  FD_ZERO(&e);
+  for (unsigned long i = 0; i < n && i < FD_SETSIZE; i++) {
+    SOCKET s = (SOCKET)(uintptr_t)(unsigned)p[i].fd;
+    if (p[i].events & POLLIN)
+      FD_SET(s, &r);
+    if (p[i].events & POLLOUT)
+      FD_SET(s, &w);
+    FD_SET(s, &e);
+  }
+  struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+  if (select(0, &r, &w, &e, ms < 0 ? NULL : &tv) == SOCKET_ERROR) {
+    errno = EINVAL;
+    return -1;
+  }
+  int k = 0;
+  for (unsigned long i = 0; i < n && i < FD_SETSIZE; i++) {
+    SOCKET s = (SOCKET)(uintptr_t)(unsigned)p[i].fd;
+    p[i].revents = 0;
+    if (FD_ISSET(s, &r))
+      p[i].revents |= p[i].events & POLLIN;
+    if (FD_ISSET(s, &w))
+      p[i].revents |= POLLOUT;
+    if (FD_ISSET(s, &e))
+      p[i].revents |= POLLERR;
+    k += p[i].revents != 0;
+  }
+  return k;
+}
+#define poll(p, n, ms) t_poll_((p), (n), (ms))
+
+/* close(2) for a socket is closesocket; other descriptors are the C
+ * runtime's. */
+static inline int t_close_any_(int fd) {
+  if (closesocket((SOCKET)(uintptr_t)(unsigned)fd) == 0)
+    return 0;
+  if (WSAGetLastError() == WSAENOTSOCK)
+    return _close(fd);
+  errno = EBADF;
+  return -1;
+}
+#define close(fd) t_close_any_(fd)
 
 /* Real ones: the environment is the same on Windows. */
 static inline int t_setenv_(const char *name, const char *value) {
