@@ -148,6 +148,17 @@ static int epoll_ctl_fd(poller *p, int fd, struct poller__fd *e, unsigned have,
       return 0;
     err = errno;
   }
+  if (err == EBADF && op == EPOLL_CTL_MOD) {
+    /* The number was closed behind the poller.  If a dup keeps its file
+     * alive, the set still holds that file's entry under this
+     * registration's generation, which the core keeps (disarmed) until
+     * poller_del: re-armed on a new file, the registration would be
+     * reported twice, once for each file (test
+     * contract_closed_with_dup_then_rearm_reports_once).  Only a new set
+     * drops the entry; this costs one rebuild per refused change, never
+     * on a poller_del. */
+    p->rebuild_due = 1;
+  }
   if (err == EPERM && op == EPOLL_CTL_ADD)
     return POLLER__ALWAYS_READY;
   return -err;

@@ -230,6 +230,62 @@ TEST(contract_closed_then_mod_keeps_key) {
   t_assert_clean(p);
 }
 
+/* The same lifecycle while a dup keeps the closed file alive: epoll then
+ * still holds the old (file, number) entry, tagged with the registration's
+ * generation, and neither the refused change nor its removal can reach it
+ * through the closed number.  When a fresh file on the number is re-armed
+ * under that generation and the old file becomes ready afterwards, its
+ * entry must not report too: one report per fd and wait, for the file now
+ * on the number (found by the differential tester: the fd was reported
+ * twice, OUT from each file). */
+TEST(contract_closed_with_dup_then_rearm_reports_once) {
+  poller *p;
+  int pp[2], peer;
+  t_open(&p);
+  t_pipe(pp);
+  int fd = pp[1];
+  int keep = dup(fd); /* the old file lives on */
+  ASSERT_GE(keep, 0);
+  ASSERT_OK(poller_add(p, fd, POLLER_OUT, &tag_a));
+  t_wait_for(p, fd, POLLER_OUT, 2000, NULL);
+  /* The old file stops being writable, so it reports nothing for now. */
+  char buf[4096] = {0};
+  while (write(keep, buf, sizeof buf) > 0) {
+  }
+  ASSERT_EQ(errno, EAGAIN);
+  t_close(fd);
+  ASSERT_OK(poller_mod(p, fd, POLLER_IN | POLLER_OUT, &tag_b));
+  poller_event ev;
+  unsigned bits = t_wait_for(p, fd, POLLER_NVAL, 2000, &ev);
+  ASSERT_EQ(bits, POLLER_ERR | POLLER_NVAL);
+  assert_key(p, fd, POLLER_IN | POLLER_OUT, &tag_b, 1, 1);
+  /* A fresh, writable file on the number, re-armed by a mod; then the old
+   * file becomes writable again. */
+  refill_number(fd, &peer);
+  ASSERT_OK(poller_mod(p, fd, POLLER_OUT, &tag_c));
+  ASSERT_OK(poller_flush(p));
+  t_drain(pp[0]);
+  for (int round = 0; round < 3; round++) {
+    poller_event out[8];
+    int n = poller_wait(p, out, 8, 2000);
+    ASSERT_GE(n, 1);
+    int seen = 0;
+    for (int i = 0; i < n; i++)
+      if (out[i].fd == fd) {
+        seen++;
+        ASSERT_TRUE(out[i].data == &tag_c);
+        ASSERT_EQ(out[i].events, POLLER_OUT);
+      }
+    ASSERT_EQ(seen, 1);
+  }
+  ASSERT_OK(poller_del(p, fd));
+  t_close(fd);
+  t_close(peer);
+  t_close(keep);
+  t_close(pp[0]);
+  t_assert_clean(p);
+}
+
 /* select and poll find a registered fd closed behind the poller without
  * any change: the same lifecycle (reported once, kept until poller_del,
  * re-armed by poller_mod once the number is valid again). */
