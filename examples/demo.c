@@ -267,14 +267,16 @@ int main(int argc, char **argv) {
             BULK_CONNS);
     return 2;
   }
+#ifdef SIGPIPE /* Windows has none */
   signal(SIGPIPE, SIG_DFL); /* the transports never raise it */
+#endif
   printf("poller demo: echo server on 127.0.0.1, %d connections x %d "
          "ping-pongs of %d bytes, then %d x %u MiB bulk, every byte "
          "checked\n",
          conns, pings, MSG, BULK_CONNS, BULK >> 20);
   unsigned avail = poller_available();
   int fail = 0;
-  for (int b = POLLER_SELECT; b <= POLLER_URING; b++)
+  for (int b = POLLER_SELECT; b <= POLLER_AFD; b++)
     if (avail & (1u << b))
       fail |= run_backend((enum poller_backend)b, conns, pings);
   printf("%s\n", fail ? "FAILED" : "all backends ok");

@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: MIT
 # Cross-builds poller for 64-bit Windows with mingw-w64 and runs the
 # Windows conformance suite and the loop's and transports' tests
-# (tests/loop) under Wine, on every Windows backend,
+# (tests/loop) under Wine, on every Windows backend, then the demo
+# (examples/demo.c, both backends, every byte checked; one test),
 # printing each run's TAP lines and a closing line "N passed, N failed, N skipped"
 # over all of them.  Installs gcc-mingw-w64-x86-64 and wine64 when missing
 # (scripts/deps.sh windows).  A backend Wine cannot run is reported as
@@ -28,7 +29,7 @@ export WINEDLLOVERRIDES="mscoree,mshtml="  # no Mono or Gecko prompts
 mkdir -p "$build"
 log=$build/cross-build.log
 cmake -S . -B "$build" -DCMAKE_TOOLCHAIN_FILE=cmake/mingw-w64-x86_64.cmake \
-  -DPOLLER_TESTS=ON -DPOLLER_EXAMPLES=OFF >"$log" 2>&1 &&
+  -DPOLLER_TESTS=ON -DPOLLER_EXAMPLES=ON >"$log" 2>&1 &&
   cmake --build "$build" -j2 >>"$log" 2>&1 || {
   cat "$log"; echo "cross-build failed" >&2; exit 1; }
 if [ ! -d "$WINEPREFIX" ]; then
@@ -51,6 +52,13 @@ for exe in conformance loop/looptests; do
     total_p=$((total_p + p)) total_f=$((total_f + f)) total_s=$((total_s + s))
   done
 done
+echo "--- demo (Wine)"
+if timeout 300 "$wine" "$build/examples/demo.exe" 100 20 2>&1 | tr -d '\r'; then
+  total_p=$((total_p + 1))
+else
+  echo "demo failed" >&2
+  total_f=$((total_f + 1))
+fi
 # Ends this prefix's Wine server and its services (nothing else's).
 "$(dirname "$wine")/wineserver" -k >/dev/null 2>&1 || true
 echo "$total_p passed, $total_f failed, $total_s skipped"
