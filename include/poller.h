@@ -82,10 +82,10 @@ enum poller_backend {
  * as epoll spells EPOLLONESHOT and EPOLLET, so masks built from <poll.h>
  * or <sys/epoll.h> constants mean the same thing here. */
 #define POLLER_IN 0x001u /* readable, or the peer closed */
-/* urgent (out-of-band) data; on io_uring ask for it with POLLER_IN: a
- * PRI-only poll request is not woken by TCP urgent data (Linux 6.18).  On
- * kqueue PRI is reported only where the kernel has EV_OOBAND (macOS); the
- * BSDs never report it. */
+/* urgent (out-of-band) data: TCP's, and unix sockets' where the kernel
+ * has MSG_OOB for them; reported alone or with other bits, on every
+ * backend but kqueue, where PRI is reported only where the kernel has
+ * EV_OOBAND (macOS); the BSDs never report it. */
 #define POLLER_PRI 0x002u
 #define POLLER_OUT 0x004u /* writable */
 #define POLLER_ERR 0x008u /* an error is pending; always reported */

@@ -18,8 +18,9 @@
  * posted, and with COOP_TASKRUN it is posted when this thread next enters
  * the kernel, which may be before the caller read the data; its mask is
  * the wake-up key, not the file's (ordinary data on a socket wakes with
- * IN|PRI); and the kernel adds POLLRDHUP to every request, so a half-closed
- * socket completes requests that did not ask for it.  So completions only
+ * IN|PRI); the kernel adds POLLRDHUP to every request, so a half-closed
+ * socket completes requests that did not ask for it; and a request for PRI
+ * also asks for IN (see request_mask).  So completions only
  * make their fds candidates, and each wait checks its candidates with one
  * poll(2) of timeout 0: a report carries the file's mask at the wait, as
  * epoll's do (epoll too polls each ready file again when it reports it).
@@ -186,6 +187,23 @@ static unsigned to_pollmask(unsigned want) {
   return m;
 }
 
+/* The mask of the kernel's poll request for interest `want`.  A request
+ * for POLLPRI without POLLIN is never completed by urgent data (measured on
+ * Linux 6.18, TCP and unix sockets after MSG_OOB), though poll(2) and epoll
+ * report PRI then: the wake-up reaches only requests that also ask for IN.
+ * So PRI asks for IN too.  This never reports IN unasked, nor PRI on
+ * ordinary data: completions only make candidates, and check() polls them
+ * with the interest's own mask and keeps only the interest's bits.  Nor
+ * does it spin: ordinary data wakes the request once per arrival, the
+ * check finds no PRI, and the request stays armed for the next wake-up
+ * (files that are always readable: see rearm_not_ready). */
+static unsigned request_mask(unsigned want) {
+  unsigned m = to_pollmask(want);
+  if (want & POLLER_PRI)
+    m |= POLLIN;
+  return m;
+}
+
 static unsigned from_pollmask(unsigned m) {
   unsigned bits = 0;
   if (m & POLLIN)
@@ -311,19 +329,25 @@ static struct io_uring_sqe *get_sqe(poller *p) {
   return sqe;
 }
 
-/* Queues a new multishot poll request for fd with mask `want`. */
-static int arm(poller *p, int fd, struct poller__fd *e, unsigned want) {
+/* Queues a new multishot poll request for fd with the kernel poll mask
+ * `mask`. */
+static int arm_mask(poller *p, int fd, struct poller__fd *e, unsigned mask) {
   struct io_uring_sqe *sqe = get_sqe(p);
   if (!sqe)
     return -EBUSY;
   unsigned slot = (unsigned)e->bidx;
   unsigned id = (slot + 1) & SLOT_ID;
-  io_uring_prep_poll_multishot(sqe, fd, to_pollmask(want));
+  io_uring_prep_poll_multishot(sqe, fd, mask);
   io_uring_sqe_set_data64(sqe, make_ud(fd, id));
   slot &= ~SLOT_ID;
   slot |= id | SLOT_ARMED | SLOT_MULTI;
   e->bidx = (int32_t)slot;
   return 0;
+}
+
+/* Queues a new multishot poll request for fd and interest `want`. */
+static int arm(poller *p, int fd, struct poller__fd *e, unsigned want) {
+  return arm_mask(p, fd, e, request_mask(want));
 }
 
 /* Queues the cancellation of fd's current request. */
@@ -673,6 +697,24 @@ static int harvest(poller *p, poller_event *out, int max, int n, int *raw) {
   return n;
 }
 
+/* Renews the ended request of a registration the check found not ready.
+ * A request ends when the kernel cannot post its completion (an
+ * overflowing CQ), or at once on a file without a poll wait queue (a
+ * regular file or /dev/null put on the registered number by dup2 after
+ * the add): such a file is always readable, so a request that asks for IN
+ * on behalf of a PRI-only interest would end and be renewed at every wait,
+ * a spin.  For those files the request asks for the interest's bits alone:
+ * they never have urgent data, and it never completes. */
+static void rearm_not_ready(poller *p, int fd, struct poller__fd *e) {
+  unsigned want = poller__kmask(e);
+  if ((want & (POLLER_PRI | POLLER_IN)) == POLLER_PRI &&
+      unpollable(p, fd) == 1) {
+    (void)arm_mask(p, fd, e, to_pollmask(want));
+    return;
+  }
+  (void)arm(p, fd, e, want);
+}
+
 /* Checks the candidates with one poll(2): reports those ready now with
  * the file's mask, in the candidates' order; keeps those left out for
  * want of room at the head of the list; holds the level fds reported for
@@ -714,7 +756,7 @@ static int check(poller *p, poller_event *out, int max, int n, int *raw) {
     if (!bits) {
       /* Not ready: its request will tell (a new one if it ended). */
       if (!((unsigned)e->bidx & SLOT_ARMED))
-        (void)arm(p, fd, e, poller__kmask(e));
+        rearm_not_ready(p, fd, e);
       continue;
     }
     if (n == max) {

@@ -290,16 +290,7 @@ TEST(pri_urgent_data) {
   int a, b;
   t_open(&p);
   t_tcp_pair(&a, &b);
-  /* io_uring's poll request is not woken by urgent data alone (Linux
-   * 6.18: the wakeup TCP sends for it does not match a PRI-only request,
-   * measured with a bare liburing program); with IN in the interest it
-   * is, and then PRI is reported.  The header says so. */
-  unsigned interest = POLLER_PRI;
-  if (T_BACKEND == POLLER_URING) {
-    t_note("uring: PRI is asked together with IN (kernel quirk)");
-    interest |= POLLER_IN;
-  }
-  ASSERT_OK(poller_add(p, b, interest, &b));
+  ASSERT_OK(poller_add(p, b, POLLER_PRI, &b));
   t_expect_none(p, b, 30);
   ASSERT_EQ(send(a, "!", 1, MSG_OOB), 1);
   poller_event ev;

@@ -727,3 +727,149 @@ TEST(uring_ready_fd_not_hidden_by_wakeup_channel) {
   t_close(fds[1]);
   t_assert_clean(p);
 }
+
+/* Sends one byte of urgent data (MSG_OOB) from a to b; returns 0, or
+ * the errno of a kernel that refuses it on this kind of socket. */
+static int send_oob(int a) {
+  ssize_t r = send(a, "!", 1, MSG_OOB);
+  if (r < 0)
+    return errno;
+  ASSERT_EQ(r, 1);
+  return 0;
+}
+
+/* Waits until fd is reported with PRI and asserts the report has nothing
+ * the PRI-only interest does not ask for (ERR and HUP aside, which never
+ * come here); then reads the urgent byte and asserts that a level
+ * registration falls silent. */
+static void pri_only_report_then_read(poller *p, int fd, unsigned mode) {
+  poller_event ev;
+  t_wait_for(p, fd, POLLER_PRI, 5000, &ev);
+  ASSERT_NOBITS(ev.events, POLLER_IN | POLLER_OUT | POLLER_RDHUP);
+  char c = 0;
+  ASSERT_EQ(recv(fd, &c, 1, MSG_OOB), 1);
+  ASSERT_EQ(c, '!');
+  if (mode == POLLER_ONESHOT)
+    ASSERT_OK(poller_mod(p, fd, POLLER_PRI | POLLER_ONESHOT, NULL));
+  t_expect_none(p, fd, 30);
+}
+
+/* A registration whose interest is PRI alone (no IN) is reported when TCP
+ * urgent data arrives, in every mode, as poll(2), select and epoll report
+ * it.  On io_uring a poll request for POLLPRI alone was never woken by it:
+ * the backend used to need IN in the interest. */
+TEST(uring_pri_only_tcp_urgent_reported) {
+  static const unsigned modes[] = {0, POLLER_ET, POLLER_ONESHOT};
+  for (size_t m = 0; m < sizeof modes / sizeof modes[0]; m++) {
+    poller *p;
+    int a, b;
+    t_open(&p);
+    t_tcp_pair(&a, &b);
+    ASSERT_OK(poller_add(p, b, POLLER_PRI | modes[m], NULL));
+    t_expect_none(p, b, 30);
+    ASSERT_EQ(send_oob(a), 0);
+    pri_only_report_then_read(p, b, modes[m]);
+    ASSERT_OK(poller_del(p, b));
+    t_close(a);
+    t_close(b);
+    t_assert_clean(p);
+  }
+}
+
+/* The same on a unix stream socket pair, where the kernel supports
+ * MSG_OOB on AF_UNIX (Linux 5.15, CONFIG_AF_UNIX_OOB). */
+TEST(uring_pri_only_unix_oob_reported) {
+  static const unsigned modes[] = {0, POLLER_ET, POLLER_ONESHOT};
+  for (size_t m = 0; m < sizeof modes / sizeof modes[0]; m++) {
+    poller *p;
+    int sv[2];
+    t_open(&p);
+    t_socketpair(sv);
+    ASSERT_OK(poller_add(p, sv[0], POLLER_PRI | modes[m], NULL));
+    t_expect_none(p, sv[0], 30);
+    int err = send_oob(sv[1]);
+    if (err == EOPNOTSUPP || err == EINVAL) {
+      ASSERT_OK(poller_del(p, sv[0]));
+      t_close(sv[0]);
+      t_close(sv[1]);
+      poller_close(p);
+      SKIP("this kernel refuses MSG_OOB on unix sockets (%s)", strerror(err));
+    }
+    ASSERT_EQ(err, 0);
+    pri_only_report_then_read(p, sv[0], modes[m]);
+    ASSERT_OK(poller_del(p, sv[0]));
+    t_close(sv[0]);
+    t_close(sv[1]);
+    t_assert_clean(p);
+  }
+}
+
+/* A PRI-only registration on a socket that receives ordinary data reports
+ * nothing and its waits sleep: a wait of 200 ms makes a bounded number of
+ * system calls, whether the data arrived before the wait or stays unread
+ * across it.  Urgent data arriving after it is still reported. */
+TEST(uring_pri_only_ordinary_data_sleeps) {
+  poller *p;
+  int a, b;
+  t_open(&p);
+  t_tcp_pair(&a, &b);
+  ASSERT_OK(poller_add(p, b, POLLER_PRI, NULL));
+  for (int i = 0; i < 3; i++) {
+    t_write(a, 1);
+    unsigned long long sc = quiet_wait_syscalls(p, 200);
+    if (sc > 20)
+      FAIL("PRI-only, data arrived: %llu system calls in one wait", sc);
+    sc = quiet_wait_syscalls(p, 200);
+    if (sc > 20)
+      FAIL("PRI-only, data unread: %llu system calls in one wait", sc);
+  }
+  ASSERT_EQ(send_oob(a), 0);
+  pri_only_report_then_read(p, b, 0);
+  ASSERT_OK(poller_del(p, b));
+  t_close(a);
+  t_close(b);
+  t_assert_clean(p);
+}
+
+/* A PRI-only registration whose number was given a regular file by dup2
+ * (always readable, never urgent data) and then changed by poller_mod:
+ * its waits sleep, and report nothing but, at most once, the kernel's
+ * refusal of the change (ERR|NVAL, as epoll refuses a regular file).  On
+ * io_uring a request that also asks for IN ends at once on such a file;
+ * renewing it at every wait was a spin (difftest seed 1796021771). */
+TEST(uring_pri_only_dup2_regular_file_sleeps) {
+  poller *p;
+  int pf[2];
+  t_open(&p);
+  t_pipe(pf);
+  ASSERT_OK(poller_add(p, pf[0], POLLER_RDHUP, NULL));
+  char path[] = "/tmp/poller-test-XXXXXX";
+  int f = mkstemp(path);
+  ASSERT_SYS(f);
+  ASSERT_SYS(unlink(path));
+  ASSERT_SYS(dup2(f, pf[0]));
+  t_close(f);
+  ASSERT_OK(poller_mod(p, pf[0], POLLER_PRI, NULL));
+  int refused = 0;
+  for (int i = 0; i < 4; i++) {
+    poller_stats a, b;
+    poller_event out[4];
+    ASSERT_OK(poller_stats_get(p, &a));
+    int n = poller_wait(p, out, 4, 100);
+    ASSERT_OK(poller_stats_get(p, &b));
+    ASSERT_GE(n, 0);
+    if (b.syscalls - a.syscalls > 20)
+      FAIL("PRI-only on a regular file: %llu system calls in one wait",
+           b.syscalls - a.syscalls);
+    if (n > 0) {
+      ASSERT_EQ(n, 1);
+      ASSERT_EQ(out[0].fd, pf[0]);
+      ASSERT_EQ(out[0].events, POLLER_ERR | POLLER_NVAL);
+      ASSERT_EQ(refused++, 0);
+    }
+  }
+  ASSERT_OK(poller_del(p, pf[0]));
+  t_close(pf[0]);
+  t_close(pf[1]);
+  t_assert_clean(p);
+}

@@ -81,10 +81,9 @@ const struct fz_known_info fz_known_list[] = {
      "readiness that poll(2) already shows, reported one wait late"},
     {0, NULL, NULL}};
 
-/* Issue 8's items 1-19 and the epoll rebuild and stale-slot defects are
- * fixed on main: only the defect found here and not fixed yet stays
- * relaxed. */
-const unsigned fz_known_default = FZ_KNOWN_URING_LATE;
+/* Issue 8's items 1-19, the epoll rebuild and stale-slot defects and the
+ * io_uring late reports are fixed on main: nothing is relaxed. */
+const unsigned fz_known_default = 0;
 
 static const char *const type_names[FZ_NTYPES] = {
     "new",   "add",   "mod",    "del",       "push",  "pop",  "get",   "next",
