@@ -120,10 +120,21 @@ static int epoll_ctl_fd(poller *p, int fd, struct poller__fd *e, unsigned have,
     op = EPOLL_CTL_MOD;
   ev.events = to_epoll(want);
   ev.data.u64 = (uint64_t)(uint32_t)fd | ((uint64_t)e->gen << 32);
+  if (op == EPOLL_CTL_MOD && (e->flags & FD_GHOST_NUMBER)) {
+    /* An older file's entry may sit under this number (a poller_del of
+     * it failed after close), and this MOD may land on it instead of on
+     * ours if that file is back on the number: both entries would then
+     * report under the live generation (test
+     * mod_after_close_before_del_reports_once).  A new set drops it; once
+     * per such number, never on the common paths. */
+    p->rebuild_due = 1;
+  }
   p->stats.syscalls++;
   if (epoll_ctl(s->epfd, op, fd, &ev) == 0)
     return 0;
   int err = errno;
+  if (err == EBADF && op == EPOLL_CTL_DEL)
+    e->flags |= FD_GHOST_NUMBER;
   if (err == EEXIST && op == EPOLL_CTL_ADD) {
     /* The core holds nothing for fd, so the set's entry for this very
      * (file, number) pair is a ghost: a poller_del whose removal failed

@@ -233,7 +233,7 @@ static void drop_registration(poller *p, int fd, struct poller__fd *e) {
   stack_free(e);
   if (e->flags & FD_REGISTERED)
     p->count--;
-  e->flags &= (FD_QUEUED | FD_INSPECIAL);
+  e->flags &= (FD_QUEUED | FD_INSPECIAL | FD_GHOST_NUMBER);
   e->events = 0;
   e->data = NULL;
   e->gen = 0;
@@ -649,8 +649,9 @@ static int rebuild_kernel_set(poller *p) {
   (void)flush(p);
   if (p->be->settle)
     p->be->settle(p);
+  /* The new set holds no older file's entry under any number. */
   for (int fd = 0; fd < p->nfds; fd++)
-    p->fds[fd].flags &= (uint16_t)~FD_REBUILT;
+    p->fds[fd].flags &= (uint16_t)~(FD_REBUILT | FD_GHOST_NUMBER);
   return 0;
 }
 
@@ -850,7 +851,7 @@ static int do_add(poller *p, int fd, unsigned events, void *data) {
   unsigned gen = ++p->next_gen;
   if (gen == 0)
     gen = ++p->next_gen;
-  e->flags &= (FD_QUEUED | FD_INSPECIAL);
+  e->flags &= (FD_QUEUED | FD_INSPECIAL | FD_GHOST_NUMBER);
   e->flags |= FD_REGISTERED | ((events & MODE_BITS) ? FD_MODES : 0);
   e->events = events;
   e->data = data;

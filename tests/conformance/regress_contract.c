@@ -286,6 +286,52 @@ TEST(contract_closed_with_dup_then_rearm_reports_once) {
   t_assert_clean(p);
 }
 
+/* A poller_del after close(2) cannot remove epoll's entry for a file that
+ * a dup keeps alive.  When that file comes back on the number later, under
+ * a new registration made for another file, a poller_mod must not reach
+ * the old entry instead of the registration's own: one report per fd and
+ * wait, with the bits of the file now on the number and of the interest
+ * only (found by the differential tester: epoll reported the fd twice, IN
+ * from the file the number held at the add and OUT from the old one). */
+TEST(mod_after_close_before_del_reports_once) {
+  poller *p;
+  int pp[2];
+  t_open(&p);
+  t_pipe(pp);
+  int num = dup(pp[1]); /* the write end under a number of its own */
+  ASSERT_GE(num, 0);
+  ASSERT_OK(poller_add(p, num, POLLER_PRI, &tag_a));
+  ASSERT_OK(poller_flush(p));
+  t_close(num);
+  ASSERT_OK(poller_del(p, num)); /* after close: the kernel may keep it */
+  /* The number gets the read end and a new registration... */
+  ASSERT_EQ(dup2(pp[0], num), num);
+  ASSERT_OK(poller_add(p, num, POLLER_IN | POLLER_OUT, &tag_b));
+  ASSERT_OK(poller_flush(p));
+  /* ...then the write end again, and the interest changes. */
+  ASSERT_EQ(dup2(pp[1], num), num);
+  ASSERT_OK(poller_mod(p, num, POLLER_OUT | POLLER_PRI, &tag_c));
+  t_write(pp[1], 1); /* the read end, no longer on the number, is ready */
+  for (int round = 0; round < 3; round++) {
+    poller_event out[8];
+    int n = poller_wait(p, out, 8, 2000);
+    ASSERT_GE(n, 1);
+    int seen = 0;
+    for (int i = 0; i < n; i++)
+      if (out[i].fd == num) {
+        seen++;
+        ASSERT_TRUE(out[i].data == &tag_c);
+        ASSERT_EQ(out[i].events, POLLER_OUT);
+      }
+    ASSERT_EQ(seen, 1);
+  }
+  ASSERT_OK(poller_del(p, num));
+  t_close(num);
+  t_close(pp[0]);
+  t_close(pp[1]);
+  t_assert_clean(p);
+}
+
 /* select and poll find a registered fd closed behind the poller without
  * any change: the same lifecycle (reported once, kept until poller_del,
  * re-armed by poller_mod once the number is valid again). */
