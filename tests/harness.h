@@ -78,13 +78,24 @@ extern enum poller_backend t_backend;
 
 /* ---- outcomes ---- */
 
+/* The printf dialect the runner's vfprintf speaks: mingw-w64 names it
+ * (the C99 one with __USE_MINGW_ANSI_STDIO, msvcrt's without), so the
+ * compiler checks the tests' formats against the printf that prints them. */
+#ifdef __MINGW_PRINTF_FORMAT
+#define T_PRINTF_FORMAT __MINGW_PRINTF_FORMAT
+#else
+#define T_PRINTF_FORMAT printf
+#endif
+
 /* Report a failure (printf-style message) and end the test. */
 void t_fail(const char *file, int line, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4), noreturn));
+    __attribute__((format(T_PRINTF_FORMAT, 3, 4), noreturn));
 /* End the test as skipped, with the reason. */
-void t_skip(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+void t_skip(const char *fmt, ...)
+    __attribute__((format(T_PRINTF_FORMAT, 1, 2), noreturn));
 /* A diagnostic line ("# ...") on stdout, kept in the TAP output. */
-void t_note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void t_note(const char *fmt, ...)
+    __attribute__((format(T_PRINTF_FORMAT, 1, 2)));
 
 #define SKIP(...) t_skip(__VA_ARGS__)
 #define FAIL(...) t_fail(__FILE__, __LINE__, __VA_ARGS__)
