@@ -57,6 +57,12 @@ unsigned poller__from_pollbits(short revents) {
   return bits;
 }
 
+/* Each Winsock error as the errno it stands for (WSAECONNRESET is
+ * ECONNRESET, and so on: mingw-w64's errno.h defines the POSIX network
+ * codes), so an error says what happened; the few Win32 errors the
+ * backends pass here too; EIO for the rest.  WSAENOBUFS is ENOMEM, the
+ * shortage the loop retries after (poller_loop.h); WSAESHUTDOWN (a send
+ * after shutdown) is EPIPE, as send(2) says it on Unix. */
 int poller__win_errno(int wsa) {
   switch (wsa) {
   case WSAENOTSOCK:
@@ -71,13 +77,68 @@ int poller__win_errno(int wsa) {
   case WSAEINVAL:
   case ERROR_INVALID_PARAMETER:
     return EINVAL;
+  case WSAEACCES:
+  case ERROR_ACCESS_DENIED:
+    return EACCES;
   case WSAEMFILE:
     return EMFILE;
   case WSAENOBUFS:
   case WSA_NOT_ENOUGH_MEMORY:
+  case ERROR_OUTOFMEMORY:
     return ENOMEM;
   case WSAEWOULDBLOCK:
     return EAGAIN;
+  case WSAEINPROGRESS:
+    return EINPROGRESS;
+  case WSAEALREADY:
+    return EALREADY;
+  case WSAEDESTADDRREQ:
+    return EDESTADDRREQ;
+  case WSAEMSGSIZE:
+    return EMSGSIZE;
+  case WSAEPROTOTYPE:
+    return EPROTOTYPE;
+  case WSAENOPROTOOPT:
+    return ENOPROTOOPT;
+  case WSAEPROTONOSUPPORT:
+  case WSAESOCKTNOSUPPORT:
+    return EPROTONOSUPPORT;
+  case WSAEOPNOTSUPP:
+    return EOPNOTSUPP;
+  case WSAEAFNOSUPPORT:
+  case WSAEPFNOSUPPORT:
+    return EAFNOSUPPORT;
+  case WSAEADDRINUSE:
+    return EADDRINUSE;
+  case WSAEADDRNOTAVAIL:
+    return EADDRNOTAVAIL;
+  case WSAENETDOWN:
+    return ENETDOWN;
+  case WSAENETUNREACH:
+    return ENETUNREACH;
+  case WSAENETRESET:
+    return ENETRESET;
+  case WSAECONNABORTED:
+    return ECONNABORTED;
+  case WSAECONNRESET:
+    return ECONNRESET;
+  case WSAEISCONN:
+    return EISCONN;
+  case WSAENOTCONN:
+    return ENOTCONN;
+  case WSAESHUTDOWN:
+    return EPIPE;
+  case WSAETIMEDOUT:
+    return ETIMEDOUT;
+  case WSAECONNREFUSED:
+    return ECONNREFUSED;
+  case WSAELOOP:
+    return ELOOP;
+  case WSAENAMETOOLONG:
+    return ENAMETOOLONG;
+  case WSAEHOSTDOWN:
+  case WSAEHOSTUNREACH:
+    return EHOSTUNREACH;
   case WSANOTINITIALISED:
   case WSASYSNOTREADY:
   case WSAVERNOTSUPPORTED:

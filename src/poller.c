@@ -1303,10 +1303,103 @@ unsigned poller_available(void) {
   return bits;
 }
 
+#ifdef _WIN32
+/* The POSIX codes mingw-w64's errno.h adds to the C runtime's classic
+ * ones (the network errors, which the library returns for Winsock's
+ * WSAE* errors): msvcrt's strerror calls them all "Unknown error". */
+static const char *win_posix_strerror(int e) {
+  switch (e) {
+  case EADDRINUSE:
+    return "Address already in use";
+  case EADDRNOTAVAIL:
+    return "Cannot assign requested address";
+  case EAFNOSUPPORT:
+    return "Address family not supported by protocol";
+  case EALREADY:
+    return "Operation already in progress";
+  case EBADMSG:
+    return "Bad message";
+  case ECANCELED:
+    return "Operation canceled";
+  case ECONNABORTED:
+    return "Software caused connection abort";
+  case ECONNREFUSED:
+    return "Connection refused";
+  case ECONNRESET:
+    return "Connection reset by peer";
+  case EDESTADDRREQ:
+    return "Destination address required";
+  case EHOSTUNREACH:
+    return "No route to host";
+  case EIDRM:
+    return "Identifier removed";
+  case EINPROGRESS:
+    return "Operation now in progress";
+  case EISCONN:
+    return "Transport endpoint is already connected";
+  case ELOOP:
+    return "Too many levels of symbolic links";
+  case EMSGSIZE:
+    return "Message too long";
+  case ENETDOWN:
+    return "Network is down";
+  case ENETRESET:
+    return "Network dropped connection on reset";
+  case ENETUNREACH:
+    return "Network is unreachable";
+  case ENOBUFS:
+    return "No buffer space available";
+  case ENODATA:
+    return "No data available";
+  case ENOLINK:
+    return "Link has been severed";
+  case ENOMSG:
+    return "No message of desired type";
+  case ENOPROTOOPT:
+    return "Protocol not available";
+  case ENOTCONN:
+    return "Transport endpoint is not connected";
+  case ENOTRECOVERABLE:
+    return "State not recoverable";
+  case ENOTSOCK:
+    return "Socket operation on non-socket";
+  case ENOTSUP:
+    return "Operation not supported";
+  case EOPNOTSUPP:
+    return "Operation not supported on socket";
+  case EOVERFLOW:
+    return "Value too large for defined data type";
+  case EOWNERDEAD:
+    return "Owner died";
+  case EPROTO:
+    return "Protocol error";
+  case EPROTONOSUPPORT:
+    return "Protocol not supported";
+  case EPROTOTYPE:
+    return "Protocol wrong type for socket";
+  case ETIME:
+    return "Timer expired";
+  case ETIMEDOUT:
+    return "Connection timed out";
+  case ETXTBSY:
+    return "Text file busy";
+  case EWOULDBLOCK:
+    return "Operation would block";
+  default:
+    return NULL;
+  }
+}
+#endif
+
 const char *poller_strerror(int err) {
   if (err > 0)
     err = -err;
   if (err == 0)
     return "success";
+#ifdef _WIN32
+  const char *m = win_posix_strerror(-err);
+  if (m)
+    return m;
+#endif
   return strerror(-err);
 }

@@ -30,40 +30,12 @@
 
 #define TR_SOCK(fd) ((SOCKET)(uintptr_t)(unsigned)(fd))
 
-/* Winsock's error of the last call as errno: the codes the transports
- * name, then the platform layer's table. */
+/* Winsock's error of the last call as errno: the platform layer's table,
+ * except WSAEINPROGRESS, which Winsock returns while another blocking
+ * call is in progress on the socket: for a connect that is "already in
+ * progress", not the start of one. */
 static inline int tr_win_errno(int wsa) {
-  switch (wsa) {
-  case WSAECONNREFUSED:
-    return ECONNREFUSED;
-  case WSAECONNRESET:
-    return ECONNRESET;
-  case WSAECONNABORTED:
-    return ECONNABORTED;
-  case WSAESHUTDOWN:
-    return EPIPE;
-  case WSAETIMEDOUT:
-    return ETIMEDOUT;
-  case WSAENOTCONN:
-    return ENOTCONN;
-  case WSAEADDRINUSE:
-    return EADDRINUSE;
-  case WSAEADDRNOTAVAIL:
-    return EADDRNOTAVAIL;
-  case WSAEAFNOSUPPORT:
-    return EAFNOSUPPORT;
-  case WSAENETUNREACH:
-    return ENETUNREACH;
-  case WSAEHOSTUNREACH:
-    return EHOSTUNREACH;
-  case WSAEINPROGRESS:
-  case WSAEALREADY:
-    return EALREADY;
-  case WSAEISCONN:
-    return EISCONN;
-  default:
-    return poller__win_errno(wsa);
-  }
+  return wsa == WSAEINPROGRESS ? EALREADY : poller__win_errno(wsa);
 }
 static inline int tr_win_fail(void) {
   errno = tr_win_errno(WSAGetLastError());

@@ -20,6 +20,35 @@
 
 static int tag;
 
+/* poller_strerror names every negative errno the library returns, the
+ * network ones included: on Windows the C runtime's strerror knows only
+ * the classic codes and says "Unknown error" for ECONNRESET and the other
+ * POSIX codes mingw-w64's errno.h adds, which is what a transport's error
+ * callback would then print. */
+TEST(strerror_names_every_library_errno) {
+  static const int codes[] = {
+      EPERM,           ENOENT,       ESRCH,        EINTR,        EIO,
+      EBADF,           ECHILD,       EAGAIN,       ENOMEM,       EACCES,
+      EFAULT,          EBUSY,        EEXIST,       EINVAL,       EMFILE,
+      ENOSPC,          EPIPE,        ERANGE,       ENOSYS,       ENAMETOOLONG,
+      ENOTSOCK,        EDESTADDRREQ, EMSGSIZE,     EPROTOTYPE,   ENOPROTOOPT,
+      EPROTONOSUPPORT, EOPNOTSUPP,   EAFNOSUPPORT, EADDRINUSE,   EADDRNOTAVAIL,
+      ENETDOWN,        ENETUNREACH,  ENETRESET,    ECONNABORTED, ECONNRESET,
+      ENOBUFS,         EISCONN,      ENOTCONN,     ETIMEDOUT,    ECONNREFUSED,
+      ELOOP,           EHOSTUNREACH, EALREADY,     EINPROGRESS,  EOVERFLOW,
+      ENOTSUP,         ECANCELED,    EWOULDBLOCK,
+  };
+  for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++) {
+    const char *m = poller_strerror(-codes[i]);
+    ASSERT_TRUE(m != NULL && m[0] != '\0');
+    if (strstr(m, "nknown"))
+      FAIL("poller_strerror(-%d) is \"%s\"", codes[i], m);
+  }
+  /* A positive code is read as its negative. */
+  ASSERT_EQ(strcmp(poller_strerror(ECONNRESET), poller_strerror(-ECONNRESET)),
+            0);
+}
+
 /* poller_open: explicit backends open as themselves; bad arguments are
  * -EINVAL with *p NULL; names round-trip. */
 TEST(open_and_names) {

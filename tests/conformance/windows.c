@@ -14,6 +14,51 @@
 
 static int tag;
 
+/* Winsock's errors become their errno, not EIO, so an error the core or a
+ * transport reports says what happened (WSAECONNRESET is -ECONNRESET). */
+TEST(win_errno_maps_wsa_errors) {
+  static const int map[][2] = {
+      {WSAECONNRESET, ECONNRESET},
+      {WSAECONNREFUSED, ECONNREFUSED},
+      {WSAECONNABORTED, ECONNABORTED},
+      {WSAEADDRINUSE, EADDRINUSE},
+      {WSAEADDRNOTAVAIL, EADDRNOTAVAIL},
+      {WSAETIMEDOUT, ETIMEDOUT},
+      {WSAENOTSOCK, ENOTSOCK},
+      {WSAENOTCONN, ENOTCONN},
+      {WSAEISCONN, EISCONN},
+      {WSAENETDOWN, ENETDOWN},
+      {WSAENETUNREACH, ENETUNREACH},
+      {WSAENETRESET, ENETRESET},
+      {WSAEHOSTUNREACH, EHOSTUNREACH},
+      {WSAEAFNOSUPPORT, EAFNOSUPPORT},
+      {WSAEMSGSIZE, EMSGSIZE},
+      {WSAEALREADY, EALREADY},
+      {WSAEINPROGRESS, EINPROGRESS},
+      {WSAEOPNOTSUPP, EOPNOTSUPP},
+      {WSAEPROTONOSUPPORT, EPROTONOSUPPORT},
+      {WSAEPROTOTYPE, EPROTOTYPE},
+      {WSAENOPROTOOPT, ENOPROTOOPT},
+      {WSAEDESTADDRREQ, EDESTADDRREQ},
+      {WSAEACCES, EACCES},
+      {WSAESHUTDOWN, EPIPE},
+      {WSAEWOULDBLOCK, EAGAIN},
+      {WSAEINVAL, EINVAL},
+      {WSAEMFILE, EMFILE},
+      {WSAEBADF, EBADF},
+      {WSAEINTR, EINTR},
+      {WSAEFAULT, EFAULT},
+      {ERROR_ACCESS_DENIED, EACCES},
+      {ERROR_INVALID_PARAMETER, EINVAL},
+  };
+  for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
+    if (poller__win_errno(map[i][0]) != map[i][1])
+      FAIL("WSA/Win32 error %d maps to %d (%s), not %d (%s)", map[i][0],
+           poller__win_errno(map[i][0]),
+           poller_strerror(-poller__win_errno(map[i][0])), map[i][1],
+           poller_strerror(-map[i][1]));
+}
+
 /* A handle that is not a socket (a file) is refused with ENOTSOCK, and
  * the poller stays usable. */
 TEST(win_non_socket_refused) {
