@@ -51,6 +51,10 @@ struct epoll_state {
   int old;   /* the set a rebuild replaced, until settle, or -1 */
 };
 
+/* The bits a report may have and still be final at once: no hang-up (it
+ * adds IN, left to the core's filter) and nothing unknown. */
+#define FAST_BITS (POLLER_IN | POLLER_PRI | POLLER_OUT | POLLER_ERR)
+
 /* An interest mask as epoll_ctl takes it: the same bits. */
 static inline uint32_t to_epoll(unsigned want) {
   return want & (EPOLL_READY | POLLER_ET | POLLER_ONESHOT);
@@ -133,8 +137,10 @@ static int epoll_ctl_fd(poller *p, int fd, struct poller__fd *e, unsigned have,
   if (epoll_ctl(s->epfd, op, fd, &ev) == 0)
     return 0;
   int err = errno;
-  if (err == EBADF && op == EPOLL_CTL_DEL)
+  if (err == EBADF && op == EPOLL_CTL_DEL) {
     e->flags |= FD_GHOST_NUMBER;
+    e->ptag = POLLER__NO_TAG; /* a flag set: not plain (internal.h) */
+  }
   if (err == EEXIST && op == EPOLL_CTL_ADD) {
     /* The core holds nothing for fd, so the set's entry for this very
      * (file, number) pair is a ghost: a poller_del whose removal failed
@@ -201,22 +207,29 @@ static int epoll_wait_fd(poller *p, poller_event *out, int max,
   int n = epoll_wait(s->epfd, buf, max, timeout_ms);
   if (n < 0)
     return -errno;
-  /* Plain registrations get their final report at once (the core's
-   * verdict, inlined); the others are marked POLLER__RAW for the core's
-   * filter. */
+  /* Reports of plain, current registrations get their final form at once;
+   * the others are marked POLLER__RAW for the core's filter, which checks
+   * everything (bound, flags, generation, hang-up).  The fast test, per
+   * report, is two compares:
+   *   - the bits are among IN, PRI, OUT and ERR: a hang-up (which must add
+   *     IN, poller__hup_in) and any bit the kernel may add one day go to
+   *     the filter, so the fast path needs neither a mask nor a merge;
+   *   - the entry at fd & fdmask holds the plain tag {fd, gen} equal to
+   *     the kernel's data (internal.h): the entry is that very fd's (so
+   *     the masked index is its number: no bound check needed, and a
+   *     number beyond the table, as a forked child sharing its parent's
+   *     set before poller_reinit can see, fails the compare), the
+   *     registration is plain, and the report carries its generation. */
   const struct poller__fd *fds = p->fds;
-  const unsigned nfds = (unsigned)p->nfds;
+  const unsigned mask = p->fdmask;
   int raw = 0;
-  /* Two reports per turn halve the loop's own instructions (about 2 of
-   * 24 per report with GCC 12; 4 per turn gained nothing more). */
+  /* Two reports per turn halve the loop's own instructions. */
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC unroll 2
 #endif
   for (int i = 0; i < n; i++) {
+    uint32_t ev = buf[i].events;
     uint64_t u = buf[i].data.u64;
-    unsigned bits = to_bits(buf[i].events);
-    unsigned fd = (uint32_t)u;
-    unsigned gen = (unsigned)(u >> 32);
     poller_event *o = &out[i];
     /* Report i is read whole above; fd and gen go out as they came in. */
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
@@ -227,16 +240,18 @@ static int epoll_wait_fd(poller *p, poller_event *out, int max,
                    "fd and gen are the first 8 bytes of a report");
     memcpy(o, &u, sizeof u);
 #else
-    o->fd = (int)fd;
-    o->gen = gen;
+    o->fd = (int)(uint32_t)u;
+    o->gen = (unsigned)(u >> 32);
 #endif
-    const struct poller__fd *e = poller__plain_entry(fds, nfds, fd, bits, gen);
-    if (e) {
-      o->events = bits;
-      o->data = e->data;
-    } else {
-      o->events = bits | POLLER__RAW;
-      o->data = NULL;
+    const struct poller__fd *e = &fds[(uint32_t)u & mask];
+    /* The entry is always in the table, so its data is read before the
+     * verdict, with no branch: a raw report's data is never read (the
+     * filter rewrites or drops it). */
+    o->data = e->data;
+    o->events = ev;
+    if (__builtin_expect((ev & ~FAST_BITS) != 0 || poller__tag_word(e) != u,
+                         0)) {
+      o->events = to_bits(ev) | POLLER__RAW;
       raw++;
     }
   }
@@ -425,7 +440,7 @@ const struct poller__backend poller__backend_epoll = {
     .id = POLLER_EPOLL,
     .name = "epoll",
     .caps = POLLER_ET | POLLER_ONESHOT | POLLER__CAP_SYNC_ADD |
-            POLLER__CAP_STALE_REBUILD,
+            POLLER__CAP_STALE_REBUILD | POLLER__CAP_PLAIN_TAG,
     .probe = epoll_probe,
     .init = epoll_init,
     .fini = epoll_fini,

@@ -16,6 +16,7 @@
 #include "poller.h"
 
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdint.h>
 
 /* Flags of a fd table entry. */
@@ -53,11 +54,39 @@ struct poller__fd {
   void *data;                  /* top of the stack: the caller's data */
   struct poller__stack *saved; /* entries below the top, or NULL */
   unsigned events;             /* top of the stack: interest and modes */
-  unsigned gen;                /* generation of the registration */
   uint16_t kpacked;            /* mask the kernel holds, packed, 0: none */
   uint16_t flags;              /* FD_* */
-  int32_t bidx;                /* the backend's own slot (poll: index) */
+  union {
+    int32_t bidx;  /* the backend's own slot (poll: index) */
+    uint32_t ptag; /* POLLER__CAP_PLAIN_TAG: see poller__plain_tag */
+  };
+  unsigned gen; /* generation of the registration */
 };
+
+/* The plain tag (backends with POLLER__CAP_PLAIN_TAG, which leave bidx to
+ * the core): ptag holds the entry's own fd number only while the entry is
+ * known to be a plain registration (flags == FD_REGISTERED), and
+ * POLLER__NO_TAG, which is no fd number, otherwise.  With gen right after
+ * it, the 8 bytes {ptag, gen} then equal the kernel's tag {fd, gen} of a
+ * current report (the epoll backend's data.u64) exactly when the report
+ * is of this very fd, of its current generation, and the entry is plain:
+ * one compare instead of a bound check, a flags compare and a generation
+ * compare.  The core keeps it so:
+ *   - every time it sets a flag of such an entry (set_flags in poller.c),
+ *     and when it drops or replaces a registration, it stores NO_TAG: a
+ *     stale "plain" can never survive a change;
+ *   - its filter stores the fd back when it finds the entry plain and the
+ *     report current (the first report after a change takes the slow
+ *     path once); clearing a flag never stores it.
+ * A new table entry is all zero: tag {0, 0}, and 0 is never a generation
+ * given to the kernel (do_add and wake_register skip it), so it matches
+ * nothing. */
+#define POLLER__NO_TAG 0xffffffffu
+_Static_assert(offsetof(struct poller__fd, gen) ==
+                   offsetof(struct poller__fd, ptag) + 4,
+               "gen follows the plain tag: {ptag, gen} is one 8-byte word");
+_Static_assert(offsetof(struct poller__fd, ptag) % 8 == 0,
+               "the {ptag, gen} word is aligned");
 
 /* The mask the kernel holds is kept in 16 bits so that the entry stays at
  * 32 bytes: the readiness bits keep their values (all below 0x4000) and
@@ -108,6 +137,9 @@ static inline void poller__set_kmask(struct poller__fd *e, unsigned m) {
  * core's emulated ET shows a transition its probe found in that view
  * (backend_view in poller.c), or one hang-up would be reported twice. */
 #define POLLER__CAP_SELECT_VIEW 0x80000u
+/* The backend does not use bidx: the core keeps the plain tag there
+ * (struct poller__fd's ptag), for the backend's report loop. */
+#define POLLER__CAP_PLAIN_TAG 0x100000u
 
 /*
  * The backend interface.  Each backend file exports one const instance.
@@ -176,9 +208,14 @@ struct poller {
 
   struct poller__fd *fds; /* the fd table, indexed by fd */
   int nfds;               /* entries allocated in fds */
-  int maxfd;              /* highest registered fd, -1 when none */
-  size_t count;           /* registered fds, the wakeup fd excluded */
-  size_t kcount;          /* fds the backend may hold (capacity hint) */
+  /* The largest 2^k - 1 below nfds: fd & fdmask is always an index of
+   * the table, with no compare.  The table is never empty once the poller
+   * is open (the wakeup channel has an entry), only grows, and never
+   * during a backend's wait. */
+  unsigned fdmask;
+  int maxfd;     /* highest registered fd, -1 when none */
+  size_t count;  /* registered fds, the wakeup fd excluded */
+  size_t kcount; /* fds the backend may hold (capacity hint) */
 
   int *queue; /* fds whose interest changed since the last flush */
   int nqueue;
@@ -259,6 +296,19 @@ static inline int poller__report_plain(const struct poller__fd *fds,
   o->events = bits;
   o->data = e->data;
   return 1;
+}
+
+/* The plain tag word of e: {ptag, gen} as one 64-bit value, ptag in the
+ * low half, as a kernel tag (fd | gen << 32) is built.  On a little-endian
+ * machine that is the two fields' memory, read with one load. */
+static inline uint64_t poller__tag_word(const struct poller__fd *e) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+  uint64_t w;
+  __builtin_memcpy(&w, &e->ptag, sizeof w);
+  return w;
+#else
+  return (uint64_t)e->ptag | ((uint64_t)e->gen << 32);
+#endif
 }
 
 /* The backends, each defined in its own file; NULL where not built. */

@@ -123,6 +123,10 @@ static int table_reach(poller *p, int fd) {
   memset(t + p->nfds, 0, (n - (size_t)p->nfds) * sizeof *t);
   p->fds = t;
   p->nfds = (int)n;
+  unsigned m = 1;
+  while (m <= n / 2)
+    m *= 2;
+  p->fdmask = m - 1; /* m is the largest power of two <= n */
   return 0;
 }
 
@@ -155,17 +159,32 @@ static int lists_reserve(poller *p, size_t need) {
   return 0;
 }
 
+/* Sets flags f of e.  Any flag makes the entry not plain: on a backend
+ * that reads the plain tag, the tag is voided at once (internal.h). */
+static inline void set_flags(const poller *p, struct poller__fd *e,
+                             unsigned f) {
+  e->flags |= (uint16_t)f;
+  if (p->be->caps & POLLER__CAP_PLAIN_TAG)
+    e->ptag = POLLER__NO_TAG;
+}
+
+/* Voids the plain tag of e, which is about to be dropped or replaced. */
+static inline void void_tag(const poller *p, struct poller__fd *e) {
+  if (p->be->caps & POLLER__CAP_PLAIN_TAG)
+    e->ptag = POLLER__NO_TAG;
+}
+
 static void queue_change(poller *p, int fd, struct poller__fd *e) {
   if (e->flags & FD_QUEUED)
     return;
-  e->flags |= FD_QUEUED;
+  set_flags(p, e, FD_QUEUED);
   p->queue[p->nqueue++] = fd;
 }
 
 static void special_add(poller *p, int fd, struct poller__fd *e) {
   if (e->flags & FD_INSPECIAL)
     return;
-  e->flags |= FD_INSPECIAL;
+  set_flags(p, e, FD_INSPECIAL);
   p->special[p->nspecial++] = fd;
 }
 
@@ -234,6 +253,7 @@ static void drop_registration(poller *p, int fd, struct poller__fd *e) {
   if (e->flags & FD_REGISTERED)
     p->count--;
   e->flags &= (FD_QUEUED | FD_INSPECIAL | FD_GHOST_NUMBER);
+  void_tag(p, e);
   e->events = 0;
   e->data = NULL;
   e->gen = 0;
@@ -250,7 +270,7 @@ static void disarm_refused(poller *p, int fd, struct poller__fd *e) {
     (void)p->be->ctl(p, fd, e, poller__kmask(e), 0, 0);
   poller__set_kmask(e, 0);
   e->flags &= ~(FD_KDISARMED | FD_EDGE_WAIT);
-  e->flags |= FD_DISARMED | FD_FAILED;
+  set_flags(p, e, FD_DISARMED | FD_FAILED);
   special_add(p, fd, e);
 }
 
@@ -277,7 +297,7 @@ static int flush(poller *p) {
       e->flags &= ~FD_KDISARMED;
     } else if (r == POLLER__ALWAYS_READY) {
       poller__set_kmask(e, 0);
-      e->flags |= FD_ALWAYS;
+      set_flags(p, e, FD_ALWAYS);
       special_add(p, fd, e);
     } else if (want == 0) {
       /* A removal the kernel refused (EBADF: the fd was closed, and the
@@ -311,10 +331,10 @@ static int ms_left(long long deadline) {
 static void after_report(poller *p, int fd, struct poller__fd *e) {
   if (!(e->events & POLLER_ONESHOT))
     return;
-  e->flags |= FD_DISARMED;
+  set_flags(p, e, FD_DISARMED);
   if (p->be->caps & POLLER_ONESHOT) {
     if (!(e->flags & FD_ALWAYS))
-      e->flags |= FD_KDISARMED;
+      set_flags(p, e, FD_KDISARMED);
   } else {
     queue_change(p, fd, e);
   }
@@ -432,7 +452,7 @@ static int scan_special(poller *p, poller_event *out, int max,
         SET_EDGE_BITS(e, bits);
       out[n++] = (poller_event){
           .fd = fd, .events = bits, .data = e->data, .gen = e->gen};
-      e->flags |= FD_INBATCH;
+      set_flags(p, e, FD_INBATCH);
       after_report(p, fd, e);
       continue;
     }
@@ -474,7 +494,7 @@ static int scan_special(poller *p, poller_event *out, int max,
     if (shown) {
       out[n++] = (poller_event){
           .fd = fd, .events = shown, .data = e->data, .gen = e->gen};
-      e->flags |= FD_INBATCH;
+      set_flags(p, e, FD_INBATCH);
       after_report(p, fd, e);
     }
   }
@@ -514,6 +534,7 @@ static void keep_fd_readable(poller *p) {
 static void filter(poller *p, poller_event *out, int from, int k, int *n,
                    int *internal, int mark, int marked) {
   int emulate_et = !(p->be->caps & POLLER_ET);
+  int plain_tag = (p->be->caps & POLLER__CAP_PLAIN_TAG) != 0;
   struct poller__fd *fds = p->fds;
   unsigned nfds = (unsigned)p->nfds;
   int w = *n;
@@ -538,6 +559,9 @@ static void filter(poller *p, poller_event *out, int from, int k, int *n,
     if (e->flags == FD_REGISTERED &&
         (out[i].gen == e->gen || !out[i].gen) && !(bits & POLLER_NVAL)) {
       bits &= (e->events & READY_BITS) | POLLER_ERR | POLLER_HUP;
+      if (plain_tag && out[i].gen == e->gen)
+        e->ptag = (uint32_t)fd; /* plain and current: the backend's reports
+                                   of it may skip this filter (internal.h) */
       if (bits) {
         poller_event *o = &out[w++];
         o->fd = fd;
@@ -573,7 +597,7 @@ static void filter(poller *p, poller_event *out, int from, int k, int *n,
        * back.  Report it once and disarm, so it cannot spin;
        * the key stays until poller_del, which then succeeds. */
       bits = shown_of(e, bits | POLLER_ERR);
-      e->flags |= FD_DISARMED;
+      set_flags(p, e, FD_DISARMED);
       queue_change(p, fd, e);
     } else if (emulate_et && (e->events & POLLER_ET) &&
                !(e->events & POLLER_ONESHOT)) {
@@ -586,7 +610,7 @@ static void filter(poller *p, poller_event *out, int from, int k, int *n,
       if (p->be->caps & POLLER__CAP_EDGE_PROBE)
         edge = select_edge(p, fd, e, edge);
       SET_EDGE_BITS(e, edge);
-      e->flags |= FD_EDGE_WAIT;
+      set_flags(p, e, FD_EDGE_WAIT);
       special_add(p, fd, e);
       queue_change(p, fd, e);
       bits = shown_of(e, bits);
@@ -603,7 +627,8 @@ static void filter(poller *p, poller_event *out, int from, int k, int *n,
     out[w++] = (poller_event){
         .fd = fd, .events = bits, .data = e->data, .gen = e->gen};
     if (mark)
-      e->flags |= FD_INBATCH; /* a second special scan must not repeat it */
+      set_flags(p, e, FD_INBATCH); /* a second special scan must not
+                                      repeat it */
     after_report(p, fd, e);
   }
   *n = w;
@@ -643,7 +668,7 @@ static int rebuild_kernel_set(poller *p) {
      * report current readiness again, as it would without a rebuild;
      * any other re-add only repeats what the kernel already had. */
     if (!(e->flags & FD_QUEUED))
-      e->flags |= FD_REBUILT;
+      set_flags(p, e, FD_REBUILT);
     queue_change(p, fd, e);
   }
   (void)flush(p);
@@ -852,7 +877,7 @@ static int do_add(poller *p, int fd, unsigned events, void *data) {
   if (gen == 0)
     gen = ++p->next_gen;
   e->flags &= (FD_QUEUED | FD_INSPECIAL | FD_GHOST_NUMBER);
-  e->flags |= FD_REGISTERED | ((events & MODE_BITS) ? FD_MODES : 0);
+  set_flags(p, e, FD_REGISTERED | ((events & MODE_BITS) ? FD_MODES : 0));
   e->events = events;
   e->data = data;
   e->gen = gen;
@@ -866,7 +891,7 @@ static int do_add(poller *p, int fd, unsigned events, void *data) {
   r = backend_ctl(p, fd, e, 0, want, 0);
   p->stats.changes++;
   if (r == POLLER__ALWAYS_READY) {
-    e->flags |= FD_ALWAYS;
+    set_flags(p, e, FD_ALWAYS);
     special_add(p, fd, e);
     keep_fd_readable(p);
   } else if (r < 0) {
@@ -909,7 +934,7 @@ static void set_top(poller *p, int fd, struct poller__fd *e, unsigned events,
    * (another refusal reports anew). */
   e->flags &= ~(FD_DISARMED | FD_FAILED | FD_EDGE_WAIT | FD_MODES);
   if (events & MODE_BITS)
-    e->flags |= FD_MODES;
+    set_flags(p, e, FD_MODES);
   queue_change(p, fd, e);
 }
 
@@ -1117,8 +1142,12 @@ static int wake_register(poller *p, int rfd, int wfd) {
   struct poller__fd *e = &p->fds[p->wakefd_r];
   memset(e, 0, sizeof *e);
   e->flags = FD_INTERNAL;
+  void_tag(p, e);
   e->events = POLLER_IN;
+  /* 0 is never a live generation (drop_registration, the plain tag). */
   e->gen = ++p->next_gen;
+  if (e->gen == 0)
+    e->gen = ++p->next_gen;
   r = p->be->ctl(p, p->wakefd_r, e, 0, POLLER_IN, 0);
   if (r != 0)
     return r < 0 ? r : -EINVAL;
