@@ -440,6 +440,70 @@ TEST(fork_child_wakeup_isolated) {
   t_assert_clean(p);
 }
 
+struct beyond_ctx {
+  poller *p;
+  int go[2]; /* the parent writes a byte when the high fd is registered */
+  int high;
+};
+
+static void beyond_table_child(void *arg) {
+  struct beyond_ctx *c = arg;
+  char b;
+  struct pollfd pf = {c->go[0], POLLIN, 0}; /* t_pipe's ends never block */
+  ASSERT_EQ(poll(&pf, 1, 10000), 1);
+  ASSERT_EQ(read(c->go[0], &b, 1), 1);
+  /* No poller_reinit: a kernel object shared with the parent (epoll's)
+   * reports the parent's registration of a number beyond this process's
+   * fd table.  It must be dropped, never looked up (ASan tells). */
+  poller_event out[8];
+  int n = poller_wait(c->p, out, 8, 0);
+  if (n == -ECHILD)
+    return; /* io_uring refuses the wait until poller_reinit */
+  ASSERT_GE(n, 0);
+  for (int i = 0; i < n; i++)
+    ASSERT_NE(out[i].fd, c->high);
+}
+
+/* A forked child that waits before poller_reinit may get reports of fds
+ * the parent registered after the fork, beyond the child's fd table: they
+ * are dropped, and nothing beyond the table is read (the table's bound is
+ * checked for every report, fast path included). */
+TEST(fork_child_report_beyond_table_dropped) {
+  T_POSIX_ONLY("fork");
+  struct beyond_ctx c;
+  int sv[2];
+  t_pipe(c.go);
+  t_socketpair(sv);
+  t_open(&c.p);
+  ASSERT_OK(poller_flush(c.p));
+  /* Far above the table the poller has now (it grows by doubling from
+   * 64 entries), so the parent's table grows and the child's does not. */
+  c.high = fcntl(sv[0], F_DUPFD_CLOEXEC, 5000);
+  ASSERT_SYS(c.high);
+  fflush(stdout);
+  pid_t pid = fork();
+  ASSERT_SYS(pid);
+  if (pid == 0) {
+    beyond_table_child(&c);
+    _exit(0);
+  }
+  ASSERT_OK(poller_add(c.p, c.high, POLLER_OUT, NULL));
+  ASSERT_OK(poller_flush(c.p));
+  t_write(c.go[1], 1);
+  int status;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+    FAIL("child failed (status 0x%x)", status);
+  t_wait_for(c.p, c.high, POLLER_OUT, 2000, NULL);
+  ASSERT_OK(poller_del(c.p, c.high));
+  t_close(c.high);
+  for (int i = 0; i < 2; i++) {
+    t_close(sv[i]);
+    t_close(c.go[i]);
+  }
+  t_assert_clean(c.p);
+}
+
 /* poller_fd stays readable while an always-ready file (epoll refuses
  * regular files; poller reports them itself) has something to report, so
  * a poller nested in another loop is not forgotten. */
