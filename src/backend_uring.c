@@ -174,18 +174,18 @@ static uint64_t make_ud(int fd, unsigned id) {
   return (uint64_t)(uint32_t)fd | ((uint64_t)(id & SLOT_ID) << 32);
 }
 
-static unsigned to_pollmask(unsigned want) {
-  unsigned m = 0;
-  if (want & POLLER_IN)
-    m |= POLLIN;
-  if (want & POLLER_OUT)
-    m |= POLLOUT;
-  if (want & POLLER_PRI)
-    m |= POLLPRI;
-  if (want & POLLER_RDHUP)
-    m |= POLLRDHUP;
-  return m;
-}
+/* The public bits are poll(2)'s own (poller.h): masks pass through both
+ * ways with no translation, only a mask. */
+_Static_assert(POLLER_IN == POLLIN && POLLER_PRI == POLLPRI &&
+                   POLLER_OUT == POLLOUT && POLLER_ERR == POLLERR &&
+                   POLLER_HUP == POLLHUP && POLLER_NVAL == POLLNVAL &&
+                   POLLER_RDHUP == POLLRDHUP,
+               "the POLLER_* bits must equal the POLL* bits");
+
+/* The bits a poll request or a pollfd asks for. */
+#define ASK_BITS (POLLER_IN | POLLER_OUT | POLLER_PRI | POLLER_RDHUP)
+
+static unsigned to_pollmask(unsigned want) { return want & ASK_BITS; }
 
 /* The mask of the kernel's poll request for interest `want`.  A request
  * for POLLPRI without POLLIN is never completed by urgent data (measured on
@@ -204,23 +204,9 @@ static unsigned request_mask(unsigned want) {
   return m;
 }
 
+/* A poll(2) revents as report bits: the same values. */
 static unsigned from_pollmask(unsigned m) {
-  unsigned bits = 0;
-  if (m & POLLIN)
-    bits |= POLLER_IN;
-  if (m & POLLOUT)
-    bits |= POLLER_OUT;
-  if (m & POLLPRI)
-    bits |= POLLER_PRI;
-  if (m & POLLERR)
-    bits |= POLLER_ERR;
-  if (m & POLLHUP)
-    bits |= POLLER_HUP;
-  if (m & POLLRDHUP)
-    bits |= POLLER_RDHUP;
-  if (m & POLLNVAL)
-    bits |= POLLER_NVAL;
-  return bits;
+  return m & (ASK_BITS | POLLER_ERR | POLLER_HUP | POLLER_NVAL);
 }
 
 /* ---- setup ---- */
@@ -602,29 +588,34 @@ static int put_raw(poller_event *out, int n, int fd, struct poller__fd *e,
   return n + 1;
 }
 
+/* The candidate list is full: only entries of fds deleted since the last
+ * check can fill it (it has room for every registration), so they are
+ * dropped.  Returns 0 when there is room now. */
+static __attribute__((noinline, cold)) int cand_compact(poller *p) {
+  struct uring_state *s = p->bstate;
+  int w = 0;
+  for (int i = 0; i < s->ncand; i++) {
+    struct poller__fd *c = &p->fds[s->cand[i]];
+    if (poller__kmask(c))
+      s->cand[w++] = s->cand[i];
+    else
+      c->bidx &= ~(int32_t)SLOT_CAND;
+  }
+  s->ncand = w;
+  return w == s->cap ? -1 : 0;
+}
+
 /* Makes fd a candidate of this wait (once), unless the current
- * poller_wait reported it already (it is held for the next). */
-static void make_cand(poller *p, int fd, struct poller__fd *e) {
+ * poller_wait reported it already (it is held for the next).  Inlined: it
+ * runs once per completion. */
+static inline void make_cand(poller *p, int fd, struct poller__fd *e) {
   struct uring_state *s = p->bstate;
   unsigned slot = (unsigned)e->bidx;
   if (slot & (SLOT_CAND | SLOT_HELD))
     return;
-  if (s->ncand == s->cap) {
-    /* Only entries of fds deleted since the last check can fill it: drop
-     * them. */
-    int w = 0;
-    for (int i = 0; i < s->ncand; i++) {
-      struct poller__fd *c = &p->fds[s->cand[i]];
-      if (poller__kmask(c))
-        s->cand[w++] = s->cand[i];
-      else
-        c->bidx &= ~(int32_t)SLOT_CAND;
-    }
-    s->ncand = w;
-    if (w == s->cap)
-      return;
-  }
-  e->bidx |= (int32_t)SLOT_CAND;
+  if (__builtin_expect(s->ncand == s->cap, 0) && cand_compact(p) < 0)
+    return;
+  e->bidx = (int32_t)(slot | SLOT_CAND);
   s->cand[s->ncand++] = fd;
 }
 
@@ -723,14 +714,23 @@ static void rearm_not_ready(poller *p, int fd, struct poller__fd *e) {
 static int check(poller *p, poller_event *out, int max, int n, int *raw) {
   struct uring_state *s = p->bstate;
   struct pollfd *probe = s->probe;
+  struct poller__fd *fds = p->fds;
+  const int *cand = s->cand;
+  int ncand = s->ncand;
   int k = 0;
-  for (int i = 0; i < s->ncand; i++) {
-    int fd = s->cand[i];
-    struct poller__fd *e = &p->fds[fd];
+  for (int i = 0; i < ncand; i++) {
+    int fd = cand[i];
+    struct poller__fd *e = &fds[fd];
     e->bidx &= ~(int32_t)SLOT_CAND;
-    if (!poller__kmask(e) || (e->flags & (FD_DISARMED | FD_INTERNAL)))
+    /* kpacked keeps the readiness bits the kernel holds as they are (0:
+     * none held, deleted); the pollfd asks for those. */
+    unsigned kp = e->kpacked;
+    if (!kp || (e->flags & (FD_DISARMED | FD_INTERNAL)))
       continue; /* deleted, or disarmed by the core */
-    probe[k++] = (struct pollfd){fd, (short)to_pollmask(poller__kmask(e)), 0};
+    probe[k].fd = fd;
+    probe[k].events = (short)to_pollmask(kp);
+    probe[k].revents = 0;
+    k++;
   }
   s->ncand = 0;
   if (k == 0)
@@ -739,23 +739,27 @@ static int check(poller *p, poller_event *out, int max, int n, int *raw) {
   if (poll(probe, (nfds_t)k, 0) < 0) {
     /* Nothing is lost: keep them all for the next wait. */
     for (int j = 0; j < k; j++)
-      make_cand(p, probe[j].fd, &p->fds[probe[j].fd]);
+      make_cand(p, probe[j].fd, &fds[probe[j].fd]);
     return n;
   }
-  struct poller__fd *fds = p->fds;
-  unsigned nfds = (unsigned)p->nfds;
   for (int j = 0; j < k; j++) {
     int fd = probe[j].fd;
+    unsigned rev = (unsigned short)probe[j].revents;
     struct poller__fd *e = &fds[fd];
+    unsigned slot = (unsigned)e->bidx;
+    if (!rev) {
+      /* Not ready (the common case of a level fd the caller drained): its
+       * request will tell, a new one if it ended. */
+      if (!(slot & SLOT_ARMED))
+        rearm_not_ready(p, fd, e);
+      continue;
+    }
     /* poll(2) reports ERR and HUP unasked, and NVAL for a number closed
      * before poller_del; RDHUP and PRI only when asked. */
-    unsigned bits =
-        from_pollmask((unsigned short)probe[j].revents) &
-        ((e->events & (POLLER_IN | POLLER_PRI | POLLER_OUT | POLLER_RDHUP)) |
-         POLLER_ERR | POLLER_HUP | POLLER_NVAL);
+    unsigned bits = from_pollmask(rev) & ((e->events & ASK_BITS) | POLLER_ERR |
+                                          POLLER_HUP | POLLER_NVAL);
     if (!bits) {
-      /* Not ready: its request will tell (a new one if it ended). */
-      if (!((unsigned)e->bidx & SLOT_ARMED))
+      if (!(slot & SLOT_ARMED))
         rearm_not_ready(p, fd, e);
       continue;
     }
@@ -763,32 +767,40 @@ static int check(poller *p, poller_event *out, int max, int n, int *raw) {
       make_cand(p, fd, e); /* first at the next wait */
       continue;
     }
-    if ((unsigned)e->bidx & SLOT_INBATCH)
-      continue; /* reported raw already (a refused request) */
-    e->bidx |= (int32_t)SLOT_INBATCH;
+    /* Reported raw already (a refused request, put_raw).  Each fd is
+     * polled once per call, and a second check in the same call only runs
+     * when the first reported nothing: no other mark is needed. */
+    if (slot & SLOT_INBATCH)
+      continue;
+    poller_event *o = &out[n++];
+    o->fd = fd;
+    o->gen = e->gen;
     if (bits & POLLER_NVAL) {
-      out[n++] = (poller_event){
-          .fd = fd,
-          .events = POLLER_ERR | POLLER_NVAL | POLLER__RAW,
-          .data = NULL,
-          .gen = e->gen};
+      o->events = POLLER_ERR | POLLER_NVAL | POLLER__RAW;
+      o->data = NULL;
       (*raw)++;
       continue;
     }
-    if (!poller__report_plain(fds, nfds, &out[n], fd, bits, e->gen)) {
-      out[n] = (poller_event){
-          .fd = fd, .events = bits | POLLER__RAW, .data = NULL, .gen = e->gen};
+    if (e->flags == FD_REGISTERED && !(bits & (POLLER_HUP | POLLER_RDHUP))) {
+      /* A plain registration, checked now at its current generation: the
+       * final report (the core's verdict, as poller__report_plain). */
+      o->events = bits;
+      o->data = e->data;
+    } else {
+      o->events = bits | POLLER__RAW; /* the core's filter decides */
+      o->data = NULL;
       (*raw)++;
     }
-    n++;
-    if (poller__kmask(e) & POLLER_ONESHOT) {
+    unsigned kp = e->kpacked;
+    if (kp & (POLLER_ONESHOT >> POLLER__KPACK_SHIFT)) {
       (void)disarm(p, fd, e); /* reported once: the request must end */
-    } else if (!(poller__kmask(e) & POLLER_ET) && s->nheld < s->cap) {
+    } else if (!(kp & (POLLER_ET >> POLLER__KPACK_SHIFT)) &&
+               s->nheld < s->cap) {
       /* Level: still ready at the next wait unless the caller reads (the
        * check then renews an ended request). */
-      e->bidx |= (int32_t)SLOT_HELD;
+      e->bidx = (int32_t)(slot | SLOT_HELD);
       s->held[s->nheld++] = fd;
-    } else if (!((unsigned)e->bidx & SLOT_ARMED)) {
+    } else if (!(slot & SLOT_ARMED)) {
       (void)arm(p, fd, e, poller__kmask(e)); /* ET: for the next edge */
     }
   }
@@ -845,8 +857,10 @@ static int uring_wait(poller *p, poller_event *out, int max, int timeout_ms) {
     /* With nothing ready (a wake-up for a file read since), the core
      * calls again with the time left. */
   }
-  for (int i = 0; i < n; i++)
-    p->fds[out[i].fd].bidx &= ~(int32_t)SLOT_INBATCH;
+  /* Only put_raw marks SLOT_INBATCH, and each of its reports is raw. */
+  if (raw)
+    for (int i = 0; i < n; i++)
+      p->fds[out[i].fd].bidx &= ~(int32_t)SLOT_INBATCH;
   p->nfinal = raw ? -1 : n;
   return n;
 }
