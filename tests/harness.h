@@ -3,7 +3,8 @@
  * harness.h - the test harness shared by every test binary of poller.
  *
  * A test binary is one or more sources of TEST(name) { ... } blocks linked
- * with tests/runner.c, which holds main().  Each test runs in its own forked
+ * with tests/runner_common.c, which holds main(), and tests/runner.c (or
+ * runner_win32.c on Windows).  Each test runs in its own forked
  * process with a timeout, once per backend; inside a test T_BACKEND is the
  * backend under test.
  *

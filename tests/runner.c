@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * runner.c - main() of every test binary, and the harness helpers.
+ * runner.c - the Unix half of the test runner (runner_common.c holds
+ * main(), the TAP output and the portable helpers; runner_win32.c is the
+ * Windows half).
  *
  * Each (test, backend) runs in a forked child in its own process group, so
  * a crash, a hang or a leaked descriptor of one test cannot touch another.
@@ -16,7 +18,7 @@
  * through _exit(), so a leak left behind by an aborted test is not counted
  * twice.
  */
-#include "harness.h"
+#include "runner_common.h"
 
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -33,17 +35,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#define T_EXIT_PASS 0
-#define T_EXIT_FAIL 1
-#define T_EXIT_SKIP 77
-
-enum poller_backend t_backend = POLLER_AUTO;
-
-static struct t_test *t_head, *t_tail;
 static int t_base_fds = -1;
 
 /* Shared with the parent: the skip reason or the failure message. */
-#define T_MSG_SIZE 4096
 static char *t_msg;
 static int t_forked; /* set in the forked child */
 
@@ -103,32 +97,7 @@ void t_skip(const char *fmt, ...) {
   _exit(T_EXIT_SKIP);
 }
 
-void t_note(const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  printf("# ");
-  vprintf(fmt, ap);
-  printf("\n");
-  fflush(stdout);
-  va_end(ap);
-}
-
 /* ---- helpers ---- */
-
-void t_open(poller **p) {
-  int r = poller_open(p, T_BACKEND);
-  if (r == 0) {
-    ASSERT_TRUE(*p != NULL);
-    ASSERT_EQ(poller_backend(*p), T_BACKEND);
-    return;
-  }
-  ASSERT_TRUE(*p == NULL);
-  if (!(poller_available() & (1u << T_BACKEND)))
-    SKIP("backend %s not available here: poller_open returned %d (%s)",
-         T_BACKEND_NAME, r, poller_strerror(r));
-  FAIL("poller_open(%s) = %d (%s), but poller_available() lists it",
-       T_BACKEND_NAME, r, poller_strerror(r));
-}
 
 void t_socketpair(int sv[2]) {
   ASSERT_SYS(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0,
@@ -184,19 +153,6 @@ int t_fd_count(void) {
     if (fcntl((int)fd, F_GETFD) != -1)
       n++;
   return n;
-}
-
-void t_assert_clean_(poller *p, const char *file, int line) {
-  poller_event key;
-  size_t count = poller_count(p);
-  if (count != 0)
-    t_fail(file, line, "t_assert_clean: %zu registrations left", count);
-  int r = poller_next(p, -1, &key);
-  if (r != -ENOENT)
-    t_fail(file, line, "t_assert_clean: poller_next(-1) = %d (fd %d)", r,
-           r == 0 ? key.fd : -1);
-  poller_close(p);
-  t_assert_fds_clean_(file, line);
 }
 
 void t_assert_fds_clean_(const char *file, int line) {
@@ -260,69 +216,7 @@ void t_sleep_ms(int ms) {
   }
 }
 
-unsigned t_wait_for(poller *p, int fd, unsigned bits, int timeout_ms,
-                    poller_event *ev) {
-  double deadline = t_now_ms() + timeout_ms;
-  poller_event out[64];
-  for (;;) {
-    double left = deadline - t_now_ms();
-    int tmo = left > 0 ? (int)left + 1 : 0;
-    int n = poller_wait(p, out, 64, tmo);
-    if (n < 0)
-      FAIL("poller_wait: %d (%s)", n, poller_strerror(n));
-    for (int i = 0; i < n; i++)
-      if (out[i].fd == fd && (out[i].events & bits) == bits) {
-        if (ev)
-          *ev = out[i];
-        return out[i].events;
-      }
-    if (t_now_ms() >= deadline)
-      FAIL("no report with bits 0x%x for fd %d within %d ms (%s)", bits, fd,
-           timeout_ms, T_BACKEND_NAME);
-  }
-}
-
-unsigned t_wait_once(poller *p, int fd, int timeout_ms) {
-  poller_event out[64];
-  int n = poller_wait(p, out, 64, timeout_ms);
-  if (n < 0)
-    FAIL("poller_wait: %d (%s)", n, poller_strerror(n));
-  unsigned got = 0;
-  int seen = 0;
-  for (int i = 0; i < n; i++)
-    if (out[i].fd == fd) {
-      if (seen++)
-        FAIL("fd %d reported twice in one wait", fd);
-      got = out[i].events;
-      if (!got)
-        FAIL("fd %d reported with no bits", fd);
-    }
-  return got;
-}
-
-void t_expect_none(poller *p, int fd, int timeout_ms) {
-  double deadline = t_now_ms() + timeout_ms;
-  poller_event out[64];
-  do {
-    double left = deadline - t_now_ms();
-    int tmo = left > 0 ? (int)left + 1 : 0;
-    int n = poller_wait(p, out, 64, tmo);
-    if (n < 0)
-      FAIL("poller_wait: %d (%s)", n, poller_strerror(n));
-    for (int i = 0; i < n; i++)
-      if (out[i].fd == fd)
-        FAIL("unexpected report for fd %d: events 0x%x (%s)", fd,
-             out[i].events, T_BACKEND_NAME);
-  } while (t_now_ms() < deadline);
-}
-
 /* ---- the runner ---- */
-
-static int t_timeout_scale(void) {
-  const char *s = getenv("POLLER_TEST_TIMEOUT_SCALE");
-  int k = s ? atoi(s) : 1;
-  return k >= 1 ? k : 1;
-}
 
 static volatile sig_atomic_t t_alarmed;
 static void t_on_alarm(int sig) {
@@ -330,15 +224,7 @@ static void t_on_alarm(int sig) {
   t_alarmed = 1;
 }
 
-static struct t_test *t_find(const char *name) {
-  for (struct t_test *t = t_head; t; t = t->next)
-    if (strcmp(t->name, name) == 0)
-      return t;
-  return NULL;
-}
-
-/* Runs the test body in this process; returns only on a pass. */
-static void t_body(const struct t_test *t, enum poller_backend b) {
+void t_platform_body(const struct t_test *t, enum poller_backend b) {
   t_backend = b;
   t_base_fds = t_fd_count();
   t->fn();
@@ -360,13 +246,12 @@ static int t_run_forked(const struct t_test *t, enum poller_backend b) {
     t_forked = 1;
     signal(SIGALRM, SIG_DFL);
     signal(SIGPIPE, SIG_IGN);
-    t_body(t, b);
+    t_platform_body(t, b);
     fflush(stdout);
     exit(T_EXIT_PASS);
   }
   setpgid(pid, pid); /* also here: no race with the child's own call */
-  int secs = (t->timeout_s > 0 ? t->timeout_s : T_DEFAULT_TIMEOUT) *
-             t_timeout_scale();
+  int secs = t_timeout_secs(t);
   struct sigaction sa, old;
   memset(&sa, 0, sizeof sa);
   sa.sa_handler = t_on_alarm;
@@ -409,104 +294,22 @@ static int t_run_forked(const struct t_test *t, enum poller_backend b) {
   return T_EXIT_FAIL;
 }
 
-static void t_usage(const char *argv0) {
-  fprintf(stderr,
-          "usage: %s [--list] [--backend NAME] [--run TEST] [--nofork]\n",
-          argv0);
+int t_platform_run(const struct t_test *t, enum poller_backend b, char *msg,
+                   size_t msgsize) {
+  int code = t_run_forked(t, b);
+  snprintf(msg, msgsize, "%s", t_msg);
+  return code;
 }
 
-int main(int argc, char **argv) {
-  const char *backend_name = NULL, *test_name = NULL;
-  int list = 0, nofork = 0;
-  for (int i = 1; i < argc; i++) {
-    if (strcmp(argv[i], "--list") == 0)
-      list = 1;
-    else if (strcmp(argv[i], "--nofork") == 0)
-      nofork = 1;
-    else if (strcmp(argv[i], "--backend") == 0 && i + 1 < argc)
-      backend_name = argv[++i];
-    else if (strcmp(argv[i], "--run") == 0 && i + 1 < argc)
-      test_name = argv[++i];
-    else {
-      t_usage(argv[0]);
-      return 2;
-    }
-  }
-  if (list) {
-    for (struct t_test *t = t_head; t; t = t->next)
-      printf("%s\n", t->name);
-    return 0;
-  }
+int t_platform_prepare(void) {
   t_msg = mmap(NULL, T_MSG_SIZE, PROT_READ | PROT_WRITE,
                MAP_SHARED | MAP_ANONYMOUS, -1, 0);
   if (t_msg == MAP_FAILED) {
     perror("mmap");
-    return 2;
+    return 1;
   }
-
-  /* The backends to run: the one named, or every one available here. */
-  enum poller_backend backends[8];
-  int nb = 0;
-  if (backend_name) {
-    int b = poller_backend_from_name(backend_name);
-    if (b <= 0) {
-      fprintf(stderr, "unknown backend '%s'\n", backend_name);
-      return 2;
-    }
-    backends[nb++] = (enum poller_backend)b;
-  } else {
-    unsigned avail = poller_available();
-    for (int b = POLLER_SELECT; b <= POLLER_URING; b++)
-      if (avail & (1u << b))
-        backends[nb++] = (enum poller_backend)b;
-  }
-  struct t_test *only = NULL;
-  if (test_name && !(only = t_find(test_name))) {
-    fprintf(stderr, "unknown test '%s'\n", test_name);
-    return 2;
-  }
-
-  /* One test on one backend: the CTest form.  The exit code says it all. */
-  if (only && backend_name) {
-    if (nofork) {
-      t_body(only, backends[0]);
-      return T_EXIT_PASS;
-    }
-    int code = t_run_forked(only, backends[0]);
-    if (code == T_EXIT_FAIL)
-      fprintf(stderr, "FAIL %s [%s]: %s\n", only->name, backend_name, t_msg);
-    else if (code == T_EXIT_SKIP)
-      printf("SKIP %s [%s]: %s\n", only->name, backend_name, t_msg);
-    else
-      printf("PASS %s [%s]\n", only->name, backend_name);
-    return code;
-  }
-
-  int ntests = 0;
-  for (struct t_test *t = t_head; t; t = t->next)
-    if (!only || t == only)
-      ntests++;
-  printf("1..%d\n", ntests * nb);
-  int k = 0, passed = 0, failed = 0, skipped = 0;
-  for (int i = 0; i < nb; i++)
-    for (struct t_test *t = t_head; t; t = t->next) {
-      if (only && t != only)
-        continue;
-      const char *bn = poller_backend_name(backends[i]);
-      int code = t_run_forked(t, backends[i]);
-      k++;
-      if (code == T_EXIT_PASS) {
-        passed++;
-        printf("ok %d - %s [%s]\n", k, t->name, bn);
-      } else if (code == T_EXIT_SKIP) {
-        skipped++;
-        printf("ok %d - %s [%s] # SKIP %s\n", k, t->name, bn, t_msg);
-      } else {
-        failed++;
-        printf("not ok %d - %s [%s]\n# %s\n", k, t->name, bn, t_msg);
-      }
-      fflush(stdout);
-    }
-  printf("%d passed, %d failed, %d skipped\n", passed, failed, skipped);
-  return failed ? 1 : 0;
+  return 0;
 }
+
+/* Every test runs in a forked child: no process is started to run one. */
+int t_platform_in_child(void) { return 0; }
