@@ -209,6 +209,13 @@ unsigned t_wait_for(poller *p, int fd, unsigned bits, int timeout_ms,
 /* One wait of timeout_ms; returns the events reported for fd (0 if none)
  * and fails when fd is reported more than once in the batch. */
 unsigned t_wait_once(poller *p, int fd, int timeout_ms);
+/* Waits (repeatedly, at most timeout_ms in total: give a generous one)
+ * until fd is reported; returns its events and stores the report in *ev
+ * when ev is not NULL.  Fails the test when the wait that reports fd
+ * reports it twice or with no bits, on a wait error, or when no report for
+ * fd comes in time.  Reports of other fds are ignored. */
+unsigned t_wait_exactly_once(poller *p, int fd, int timeout_ms,
+                             poller_event *ev);
 /* Asserts that no report for fd arrives within timeout_ms (one or more
  * waits; reports of other fds are ignored). */
 void t_expect_none(poller *p, int fd, int timeout_ms);

@@ -98,6 +98,35 @@ unsigned t_wait_once(poller *p, int fd, int timeout_ms) {
   return got;
 }
 
+unsigned t_wait_exactly_once(poller *p, int fd, int timeout_ms,
+                             poller_event *ev) {
+  double deadline = t_now_ms() + timeout_ms;
+  poller_event out[64];
+  for (;;) {
+    double left = deadline - t_now_ms();
+    int n = poller_wait(p, out, 64, left > 0 ? (int)left + 1 : 0);
+    if (n < 0)
+      FAIL("poller_wait: %d (%s)", n, poller_strerror(n));
+    int seen = 0;
+    unsigned got = 0;
+    for (int i = 0; i < n; i++)
+      if (out[i].fd == fd) {
+        if (seen++)
+          FAIL("fd %d reported twice in one wait (%s)", fd, T_BACKEND_NAME);
+        got = out[i].events;
+        if (!got)
+          FAIL("fd %d reported with no bits (%s)", fd, T_BACKEND_NAME);
+        if (ev)
+          *ev = out[i];
+      }
+    if (seen)
+      return got;
+    if (t_now_ms() >= deadline)
+      FAIL("no report for fd %d within %d ms (%s)", fd, timeout_ms,
+           T_BACKEND_NAME);
+  }
+}
+
 void t_expect_none(poller *p, int fd, int timeout_ms) {
   double deadline = t_now_ms() + timeout_ms;
   poller_event out[64];

@@ -28,21 +28,6 @@ static unsigned long long syscalls_of(poller *p) {
   return st.syscalls;
 }
 
-/* Waits until fd is reported with any bits; returns them.  Fails when fd
- * is reported twice in one wait or never within timeout_ms. */
-static unsigned wait_any(poller *p, int fd, int timeout_ms) {
-  double deadline = t_now_ms() + timeout_ms;
-  for (;;) {
-    double left = deadline - t_now_ms();
-    unsigned got = t_wait_once(p, fd, left > 0 ? (int)left + 1 : 0);
-    if (got)
-      return got;
-    if (t_now_ms() >= deadline)
-      FAIL("no report for fd %d within %d ms (%s)", fd, timeout_ms,
-           T_BACKEND_NAME);
-  }
-}
-
 /* A wait with nothing to report sleeps: at most a handful of system
  * calls in a wait of `ms` milliseconds that reports nothing. */
 static void assert_sleeps(poller *p, int ms) {
@@ -114,7 +99,7 @@ TEST(hangup_in_pipe) {
     ASSERT_OK(poller_add(p, pf[0], POLLER_IN | modes[m], NULL));
     t_expect_none(p, pf[0], 20);
     t_close(pf[1]);
-    check_hangup_bits(wait_any(p, pf[0], 2000));
+    check_hangup_bits(t_wait_exactly_once(p, pf[0], 2000, NULL));
     ASSERT_OK(poller_del(p, pf[0]));
     t_close(pf[0]);
     t_assert_clean(p);
@@ -131,7 +116,7 @@ TEST(hangup_no_in_without_interest) {
   t_pipe(pf);
   ASSERT_OK(poller_add(p, pf[0], POLLER_PRI, NULL));
   t_close(pf[1]);
-  unsigned got = wait_any(p, pf[0], 2000);
+  unsigned got = t_wait_exactly_once(p, pf[0], 2000, NULL);
   ASSERT_BITS(got, POLLER_HUP);
   ASSERT_NOBITS(got, POLLER_IN | POLLER_OUT);
   ASSERT_OK(poller_del(p, pf[0]));
@@ -146,7 +131,7 @@ TEST(hangup_in_socketpair) {
   t_socketpair(sv);
   ASSERT_OK(poller_add(p, sv[0], POLLER_IN, NULL));
   t_close(sv[1]);
-  check_hangup_bits(wait_any(p, sv[0], 2000));
+  check_hangup_bits(t_wait_exactly_once(p, sv[0], 2000, NULL));
   ASSERT_OK(poller_del(p, sv[0]));
   t_close(sv[0]);
   t_assert_clean(p);
@@ -169,7 +154,7 @@ TEST(hangup_in_pty) {
   ASSERT_OK(poller_add(p, m, POLLER_IN, NULL));
   t_expect_none(p, m, 20);
   t_close(s);
-  check_hangup_bits(wait_any(p, m, 2000));
+  check_hangup_bits(t_wait_exactly_once(p, m, 2000, NULL));
   ASSERT_OK(poller_del(p, m));
   t_close(m);
   t_assert_clean(p);
@@ -184,7 +169,7 @@ TEST(hangup_in_tcp_half_and_full) {
   ASSERT_OK(poller_add(p, a, POLLER_IN | POLLER_RDHUP, NULL));
   t_expect_none(p, a, 20);
   ASSERT_SYS(shutdown(b, SHUT_WR));
-  unsigned got = wait_any(p, a, 2000);
+  unsigned got = t_wait_exactly_once(p, a, 2000, NULL);
   ASSERT_BITS(got, POLLER_IN);
   if (T_BACKEND != POLLER_SELECT)
     ASSERT_BITS(got, POLLER_RDHUP);
@@ -193,7 +178,7 @@ TEST(hangup_in_tcp_half_and_full) {
   t_close(b);
   double deadline = t_now_ms() + 2000;
   do
-    got = wait_any(p, a, 2000);
+    got = t_wait_exactly_once(p, a, 2000, NULL);
   while (T_BACKEND != POLLER_SELECT && !(got & POLLER_HUP) &&
          t_now_ms() < deadline);
   check_hangup_bits(got);
@@ -445,7 +430,7 @@ static void edge_hangup_once(int pipe_kind, int drain) {
   t_close(fds[1]);
   /* A hang-up is a new readiness, drained or not; select shows it as
    * IN alone (it cannot tell HUP, see poller.h). */
-  unsigned got = wait_any(p, fds[0], 2000);
+  unsigned got = t_wait_exactly_once(p, fds[0], 2000, NULL);
   ASSERT_BITS(got, POLLER_IN);
   if (T_BACKEND == POLLER_SELECT)
     ASSERT_NOBITS(got, POLLER_HUP | POLLER_RDHUP | POLLER_ERR);
@@ -781,7 +766,9 @@ TEST(public_bits_are_poll_values) {
   t_open(&p);
   t_socketpair(sv);
   ASSERT_OK(poller_add(p, sv[0], POLLOUT, &tag_a));
-  ASSERT_EQ(wait_any(p, sv[0], 5000) & (POLLER_OUT | POLLER_PRI), POLLER_OUT);
+  ASSERT_EQ(t_wait_exactly_once(p, sv[0], 5000, NULL) &
+                (POLLER_OUT | POLLER_PRI),
+            POLLER_OUT);
   ASSERT_OK(poller_del(p, sv[0]));
   t_close(sv[0]);
   t_close(sv[1]);
@@ -812,8 +799,8 @@ TEST(mode_bits_kept_in_key) {
   /* Level again after ET: reported at every wait while readable. */
   ASSERT_OK(poller_mod(p, sv[0], POLLER_IN, &tag_b));
   ASSERT_EQ(send(sv[1], "x", 1, 0), 1);
-  ASSERT_TRUE(wait_any(p, sv[0], 5000) & POLLER_IN);
-  ASSERT_TRUE(wait_any(p, sv[0], 5000) & POLLER_IN);
+  ASSERT_TRUE(t_wait_exactly_once(p, sv[0], 5000, NULL) & POLLER_IN);
+  ASSERT_TRUE(t_wait_exactly_once(p, sv[0], 5000, NULL) & POLLER_IN);
   ASSERT_OK(poller_del(p, sv[0]));
   t_close(sv[0]);
   t_close(sv[1]);
@@ -908,7 +895,7 @@ TEST(edge_not_repeated_after_ghost_rebuild) {
   t_socketpair(sv);
   ASSERT_OK(poller_add(p, sv[0], POLLER_IN | POLLER_ET, &tag_a));
   t_write(sv[1], 1);
-  wait_any(p, sv[0], 2000);
+  t_wait_exactly_once(p, sv[0], 2000, NULL);
   int peer;
   int keep = make_ghost(p, &peer);
   for (int i = 0; i < 4; i++)
@@ -916,7 +903,7 @@ TEST(edge_not_repeated_after_ghost_rebuild) {
   ASSERT_EQ(t_drain(sv[0]), 1);
   ASSERT_EQ(t_wait_once(p, sv[0], 0), 0); /* emulated ET sees it drained */
   t_write(sv[1], 1);
-  ASSERT_BITS(wait_any(p, sv[0], 2000), POLLER_IN);
+  ASSERT_BITS(t_wait_exactly_once(p, sv[0], 2000, NULL), POLLER_IN);
   ASSERT_EQ(t_wait_once(p, sv[0], 50), 0);
   ASSERT_OK(poller_del(p, sv[0]));
   t_close(keep);
@@ -937,12 +924,12 @@ static void tcp_edge_close_after_drain(unsigned extra, int wait_between) {
   t_tcp_pair(&a, &b);
   ASSERT_OK(poller_add(p, a, POLLER_IN | POLLER_ET | extra, &tag_a));
   t_write(b, 1);
-  ASSERT_BITS(wait_any(p, a, 2000), POLLER_IN);
+  ASSERT_BITS(t_wait_exactly_once(p, a, 2000, NULL), POLLER_IN);
   ASSERT_EQ(t_drain(a), 1);
   if (wait_between)
     ASSERT_EQ(t_wait_once(p, a, 0), 0);
   t_close(b);
-  unsigned got = wait_any(p, a, 2000);
+  unsigned got = t_wait_exactly_once(p, a, 2000, NULL);
   ASSERT_BITS(got, POLLER_IN);
   if ((extra & POLLER_RDHUP) && T_BACKEND != POLLER_SELECT)
     ASSERT_BITS(got, POLLER_RDHUP); /* select shows a hang-up as IN */
