@@ -106,8 +106,10 @@ struct uring_state {
   int dropped;      /* the ring was dropped (forked child, failed reinit) */
   pid_t owner;      /* the process that created the ring */
   /* Candidates: fds that may be ready, checked with poll(2) at the wait,
-   * in epoll's order (see the top of this file). */
-  int *cand;
+   * in epoll's order (see the top of this file).  Kept as the pollfd
+   * array itself, built as candidates come: the check polls it as it is,
+   * with no second pass. */
+  struct pollfd *cand;
   int ncand;
   /* Level fds reported by the current poller_wait: candidates at the next
    * one (the core may call wait again in the same poller_wait to top up a
@@ -115,8 +117,7 @@ struct uring_state {
   int *held;
   int nheld;
   unsigned long long held_wait; /* p->stats.waits of that poller_wait */
-  int cap; /* of cand, held and probe: every fd that may be watched */
-  struct pollfd *probe;
+  int cap; /* of cand and held: every fd that may be watched */
   struct uring_state *prev, *next; /* live rings, for the fork handler */
 };
 
@@ -400,13 +401,12 @@ static void uring_fini(poller *p) {
     io_uring_queue_exit(&s->ring);
   free(s->cand);
   free(s->held);
-  free(s->probe);
   free(s);
   p->bstate = NULL;
 }
 
-/* Sizes the candidate lists and the probe for every fd that may be
- * watched, so the wait path never allocates. */
+/* Sizes the candidate lists for every fd that may be watched, so the
+ * wait path never allocates. */
 static int lists_reserve(poller *p) {
   struct uring_state *s = p->bstate;
   size_t need = p->count + 8;
@@ -415,7 +415,7 @@ static int lists_reserve(poller *p) {
   size_t cap = s->cap ? (size_t)s->cap : 64;
   while (cap < need)
     cap *= 2;
-  int *c = realloc(s->cand, cap * sizeof *c);
+  struct pollfd *c = realloc(s->cand, cap * sizeof *c);
   if (!c)
     return -ENOMEM;
   s->cand = c;
@@ -423,10 +423,6 @@ static int lists_reserve(poller *p) {
   if (!h)
     return -ENOMEM;
   s->held = h;
-  struct pollfd *pf = realloc(s->probe, cap * sizeof *pf);
-  if (!pf)
-    return -ENOMEM;
-  s->probe = pf;
   s->cap = (int)cap;
   return 0;
 }
@@ -595,7 +591,7 @@ static __attribute__((noinline, cold)) int cand_compact(poller *p) {
   struct uring_state *s = p->bstate;
   int w = 0;
   for (int i = 0; i < s->ncand; i++) {
-    struct poller__fd *c = &p->fds[s->cand[i]];
+    struct poller__fd *c = &p->fds[s->cand[i].fd];
     if (poller__kmask(c))
       s->cand[w++] = s->cand[i];
     else
@@ -605,18 +601,90 @@ static __attribute__((noinline, cold)) int cand_compact(poller *p) {
   return w == s->cap ? -1 : 0;
 }
 
+/* The pollfd of a candidate: fd, the readiness bits the kernel holds
+ * (kpacked keeps them as they are), revents 0.  One 8-byte store where
+ * the layout allows. */
+static inline void cand_set(struct pollfd *c, int fd,
+                            const struct poller__fd *e) {
+  short ev = (short)to_pollmask(e->kpacked);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+  _Static_assert(sizeof(struct pollfd) == 8 &&
+                     offsetof(struct pollfd, events) == 4 &&
+                     offsetof(struct pollfd, revents) == 6,
+                 "struct pollfd is {int fd; short events; short revents}");
+  uint64_t v = (uint32_t)fd | ((uint64_t)(uint16_t)ev << 32);
+  memcpy(c, &v, sizeof v);
+#else
+  *c = (struct pollfd){fd, ev, 0};
+#endif
+}
+
 /* Makes fd a candidate of this wait (once), unless the current
- * poller_wait reported it already (it is held for the next).  Inlined: it
- * runs once per completion. */
-static inline void make_cand(poller *p, int fd, struct poller__fd *e) {
+ * poller_wait reported it already (it is held for the next).  *nc is the
+ * caller's copy of s->ncand (a local it keeps in a register: stores to the
+ * list could otherwise alias s->ncand and force a reload per call); it is
+ * written back around the rare compaction. */
+static inline void cand_push(poller *p, int *nc, int fd, struct poller__fd *e) {
   struct uring_state *s = p->bstate;
   unsigned slot = (unsigned)e->bidx;
   if (slot & (SLOT_CAND | SLOT_HELD))
     return;
-  if (__builtin_expect(s->ncand == s->cap, 0) && cand_compact(p) < 0)
-    return;
+  if (__builtin_expect(*nc == s->cap, 0)) {
+    s->ncand = *nc;
+    int full = cand_compact(p) < 0;
+    *nc = s->ncand;
+    if (full)
+      return;
+  }
   e->bidx = (int32_t)(slot | SLOT_CAND);
-  s->cand[s->ncand++] = fd;
+  cand_set(&s->cand[(*nc)++], fd, e);
+}
+
+/* cand_push on s->ncand itself, where candidates come one at a time. */
+static inline void make_cand(poller *p, int fd, struct poller__fd *e) {
+  struct uring_state *s = p->bstate;
+  int nc = s->ncand;
+  cand_push(p, &nc, fd, e);
+  s->ncand = nc;
+}
+
+/* harvest's rare cases: the completion of fd's current request that is
+ * not a wake-up of a registration (the wakeup channel, a cancellation, a
+ * refused request).  Returns the new n. */
+static int harvest_other(poller *p, const struct io_uring_cqe *cqe, int fd,
+                         struct poller__fd *e, poller_event *out, int max,
+                         int n, int *raw) {
+  struct uring_state *s = p->bstate;
+  unsigned slot = (unsigned)e->bidx;
+  if (cqe->res == -ECANCELED && !(e->flags & FD_INTERNAL)) {
+    /* Cancelled by the kernel (the submitting thread exited): the
+     * registration still stands, and may be ready; check renews the
+     * request. */
+    make_cand(p, fd, e);
+    return n;
+  }
+  if ((e->flags & FD_INTERNAL) && !(slot & SLOT_ARMED))
+    (void)arm(p, fd, e, poller__kmask(e)); /* never without a request */
+  if (cqe->res == -ECANCELED)
+    return n;
+  if ((e->flags & FD_INTERNAL) && n == max && !(slot & SLOT_INBATCH)) {
+    /* No room: the wakeup is passed on at the next call, and the
+     * completions behind it still become candidates. */
+    s->wake_due = 1;
+    return n;
+  }
+  if (cqe->res < 0 || (e->flags & FD_INTERNAL)) {
+    int m = put_raw(out, n, fd, e,
+                    cqe->res < 0 ? POLLER_ERR | POLLER_NVAL : POLLER_IN);
+    *raw += m - n;
+    return m;
+  }
+  /* A request that ended (the kernel ends a multishot request whose
+   * completion overflows the ring) is renewed by check, only when its fd
+   * is not ready: renewing it here would post a new completion into the
+   * full ring, and end it again. */
+  make_cand(p, fd, e);
+  return n;
 }
 
 /* Moves the completions in the ring into the candidates, in the kernel's
@@ -636,48 +704,30 @@ static int harvest(poller *p, poller_event *out, int max, int n, int *raw) {
       n = m;
     }
   }
+  int nc = s->ncand; /* see cand_push; written back before any call */
   for (;;) {
     unsigned tail = io_uring_smp_load_acquire(cq->ktail);
     for (; head != tail; head++) {
       struct io_uring_cqe *cqe = &cq->cqes[head & cq->ring_mask];
+      int res = cqe->res;
       /* A refused request needs room for its report: the rest wait. */
-      if (n == max && cqe->res < 0 && cqe->res != -ECANCELED)
+      if (n == max && res < 0 && res != -ECANCELED)
         break;
       int fd;
       struct poller__fd *e = cqe_owner(p, cqe, &fd);
       if (!e)
         continue;
-      unsigned slot = (unsigned)e->bidx;
-      if (cqe->res == -ECANCELED && !(e->flags & FD_INTERNAL)) {
-        /* Cancelled by the kernel (the submitting thread exited): the
-         * registration still stands, and may be ready; check renews the
-         * request. */
-        make_cand(p, fd, e);
+      if (__builtin_expect(res > 0 && !(e->flags & FD_INTERNAL), 1)) {
+        /* The common case: a wake-up of a registration (the branches
+         * below, for res > 0 and no wakeup channel, come to this). */
+        cand_push(p, &nc, fd, e);
         continue;
       }
-      if ((e->flags & FD_INTERNAL) && !(slot & SLOT_ARMED))
-        (void)arm(p, fd, e, poller__kmask(e)); /* never without a request */
-      if (cqe->res == -ECANCELED)
-        continue;
-      if ((e->flags & FD_INTERNAL) && n == max && !(slot & SLOT_INBATCH)) {
-        /* No room: the wakeup is passed on at the next call, and the
-         * completions behind it still become candidates. */
-        s->wake_due = 1;
-        continue;
-      }
-      if (cqe->res < 0 || (e->flags & FD_INTERNAL)) {
-        int m = put_raw(out, n, fd, e,
-                        cqe->res < 0 ? POLLER_ERR | POLLER_NVAL : POLLER_IN);
-        *raw += m - n;
-        n = m;
-        continue;
-      }
-      /* A request that ended (the kernel ends a multishot request whose
-       * completion overflows the ring) is renewed by check, only when its
-       * fd is not ready: renewing it here would post a new completion into
-       * the full ring, and end it again. */
-      make_cand(p, fd, e);
+      s->ncand = nc; /* harvest_other may read or grow the list */
+      n = harvest_other(p, cqe, fd, e, out, max, n, raw);
+      nc = s->ncand;
     }
+    s->ncand = nc;
     io_uring_smp_store_release(cq->khead, head);
     /* Completions beyond the CQ ring wait in the kernel's overflow list
      * (NODROP): entering with GETEVENTS moves them into the ring
@@ -706,6 +756,11 @@ static void rearm_not_ready(poller *p, int fd, struct poller__fd *e) {
   (void)arm(p, fd, e, want);
 }
 
+/* A candidate deleted or disarmed by the core since it became one. */
+static inline int cand_gone(const struct poller__fd *e) {
+  return !e->kpacked || (e->flags & (FD_DISARMED | FD_INTERNAL));
+}
+
 /* Checks the candidates with one poll(2): reports those ready now with
  * the file's mask, in the candidates' order; keeps those left out for
  * want of room at the head of the list; holds the level fds reported for
@@ -713,47 +768,36 @@ static void rearm_not_ready(poller *p, int fd, struct poller__fd *e) {
  * Returns the new n. */
 static int check(poller *p, poller_event *out, int max, int n, int *raw) {
   struct uring_state *s = p->bstate;
-  struct pollfd *probe = s->probe;
+  struct pollfd *cand = s->cand;
   struct poller__fd *fds = p->fds;
-  const int *cand = s->cand;
-  int ncand = s->ncand;
-  int k = 0;
-  for (int i = 0; i < ncand; i++) {
-    int fd = cand[i];
-    struct poller__fd *e = &fds[fd];
-    e->bidx &= ~(int32_t)SLOT_CAND;
-    /* kpacked keeps the readiness bits the kernel holds as they are (0:
-     * none held, deleted); the pollfd asks for those. */
-    unsigned kp = e->kpacked;
-    if (!kp || (e->flags & (FD_DISARMED | FD_INTERNAL)))
-      continue; /* deleted, or disarmed by the core */
-    probe[k].fd = fd;
-    probe[k].events = (short)to_pollmask(kp);
-    probe[k].revents = 0;
-    k++;
-  }
-  s->ncand = 0;
+  int k = s->ncand;
   if (k == 0)
     return n;
   p->stats.syscalls++;
-  if (poll(probe, (nfds_t)k, 0) < 0) {
-    /* Nothing is lost: keep them all for the next wait. */
-    for (int j = 0; j < k; j++)
-      make_cand(p, probe[j].fd, &fds[probe[j].fd]);
-    return n;
-  }
+  if (poll(cand, (nfds_t)k, 0) < 0)
+    return n; /* nothing is lost: they stay candidates for the next wait */
+  /* The list is refilled from its start by make_cand below (those left
+   * out for want of room): entry j is read before any entry at or before
+   * it is written, as each turn adds at most one. */
+  s->ncand = 0;
   for (int j = 0; j < k; j++) {
-    int fd = probe[j].fd;
-    unsigned rev = (unsigned short)probe[j].revents;
+    int fd = cand[j].fd;
+    unsigned rev = (unsigned short)cand[j].revents;
     struct poller__fd *e = &fds[fd];
-    unsigned slot = (unsigned)e->bidx;
+    unsigned slot = (unsigned)e->bidx & ~SLOT_CAND;
+    e->bidx = (int32_t)slot;
+    /* A candidate deleted or disarmed by the core since it became one was
+     * polled for nothing (a closed number says NVAL): it leaves, and is
+     * never re-armed.  For a not-ready one (the common case: a level fd
+     * the caller drained) that only matters when its request ended. */
     if (!rev) {
-      /* Not ready (the common case of a level fd the caller drained): its
-       * request will tell, a new one if it ended. */
-      if (!(slot & SLOT_ARMED))
+      /* Not ready: its request will tell, a new one if it ended. */
+      if (__builtin_expect(!(slot & SLOT_ARMED), 0) && !cand_gone(e))
         rearm_not_ready(p, fd, e);
       continue;
     }
+    if (cand_gone(e))
+      continue;
     /* poll(2) reports ERR and HUP unasked, and NVAL for a number closed
      * before poller_del; RDHUP and PRI only when asked. */
     unsigned bits = from_pollmask(rev) & ((e->events & ASK_BITS) | POLLER_ERR |
@@ -812,16 +856,24 @@ static int uring_wait(poller *p, poller_event *out, int max, int timeout_ms) {
   int r, n = 0, raw = 0;
   if (s->dropped)
     return -ECHILD; /* a forked child must call poller_reinit first */
+  /* Candidates left by an earlier call (for want of room, or a failed
+   * poll) were built with the mask the kernel held then; a change since
+   * (poller_mod, a new registration of the number) is polled with the
+   * mask held now.  None in the common case. */
+  for (int i = 0; i < s->ncand; i++)
+    s->cand[i].events = (short)to_pollmask(p->fds[s->cand[i].fd].kpacked);
   if (s->held_wait != p->stats.waits) {
     /* A new poller_wait: the level fds reported by the last one come
      * after the candidates it left for want of room, as epoll puts them
      * back at the tail of its ready list. */
+    int nc = s->ncand; /* see cand_push */
     for (int i = 0; i < s->nheld; i++) {
       int fd = s->held[i];
       struct poller__fd *e = &p->fds[fd];
       e->bidx &= ~(int32_t)SLOT_HELD;
-      make_cand(p, fd, e);
+      cand_push(p, &nc, fd, e);
     }
+    s->ncand = nc;
     s->nheld = 0;
     s->held_wait = p->stats.waits;
   }
