@@ -216,6 +216,14 @@ unsigned t_wait_once(poller *p, int fd, int timeout_ms);
  * fd comes in time.  Reports of other fds are ignored. */
 unsigned t_wait_exactly_once(poller *p, int fd, int timeout_ms,
                              poller_event *ev);
+/* Waits, with at most max (<= 64) reports a wait and timeout_ms in all
+ * (give a generous one), until each of the n reports described by want[]
+ * has come exactly once: the report for want[k].fd carries every bit of
+ * want[k].events, and want[k].data.  Fails the test when a report names
+ * no fd of want[], when an fd is reported a second time, when a wait
+ * returns more than max, on a wait error, or when the time runs out. */
+void t_wait_each_once(poller *p, const poller_event *want, int n, int max,
+                      int timeout_ms);
 /* Asserts that no report for fd arrives within timeout_ms (one or more
  * waits; reports of other fds are ignored). */
 void t_expect_none(poller *p, int fd, int timeout_ms);

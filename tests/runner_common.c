@@ -127,6 +127,43 @@ unsigned t_wait_exactly_once(poller *p, int fd, int timeout_ms,
   }
 }
 
+void t_wait_each_once(poller *p, const poller_event *want, int n, int max,
+                      int timeout_ms) {
+  poller_event out[64];
+  if (max < 1 || max > 64)
+    FAIL("t_wait_each_once: max %d is not 1..64", max);
+  char *seen = calloc((size_t)n + 1, 1);
+  ASSERT_TRUE(seen != NULL);
+  double deadline = t_now_ms() + timeout_ms;
+  int total = 0;
+  while (total < n) {
+    double left = deadline - t_now_ms();
+    int got = poller_wait(p, out, max, left > 0 ? (int)left + 1 : 0);
+    if (got < 0)
+      FAIL("poller_wait: %d (%s)", got, poller_strerror(got));
+    if (got > max)
+      FAIL("poller_wait returned %d reports, max %d", got, max);
+    for (int i = 0; i < got; i++) {
+      int k = 0;
+      while (k < n && want[k].fd != out[i].fd)
+        k++;
+      if (k == n)
+        FAIL("report for fd %d, not one of the %d expected (%s)", out[i].fd, n,
+             T_BACKEND_NAME);
+      if (seen[k])
+        FAIL("fd %d reported a second time (%s)", out[i].fd, T_BACKEND_NAME);
+      seen[k] = 1;
+      total++;
+      ASSERT_BITS(out[i].events, want[k].events);
+      ASSERT_TRUE(out[i].data == want[k].data);
+    }
+    if (total < n && t_now_ms() >= deadline)
+      FAIL("%d of %d fds reported within %d ms (%s)", total, n, timeout_ms,
+           T_BACKEND_NAME);
+  }
+  free(seen);
+}
+
 void t_expect_none(poller *p, int fd, int timeout_ms) {
   double deadline = t_now_ms() + timeout_ms;
   poller_event out[64];

@@ -382,23 +382,11 @@ TEST(wait_partial_harvest_edge) {
     ASSERT_OK(poller_add(p, sv[i][0], POLLER_IN | POLLER_ET, &sv[i]));
     t_write(sv[i][1], 1);
   }
-  int seen[N] = {0};
-  int total = 0;
+  poller_event want[N];
+  for (int i = 0; i < N; i++)
+    want[i] = (poller_event){.fd = sv[i][0], .data = &sv[i]};
+  t_wait_each_once(p, want, N, MAX, 10000);
   poller_event out[MAX];
-  for (int waits = 0; waits < 30 && total < N; waits++) {
-    int n = poller_wait(p, out, MAX, 1000);
-    ASSERT_GE(n, 1);
-    ASSERT_LE(n, MAX);
-    for (int i = 0; i < n; i++) {
-      int idx = (int)((int(*)[2])out[i].data - sv);
-      ASSERT_GE(idx, 0);
-      ASSERT_LT(idx, N);
-      ASSERT_EQ(seen[idx], 0);
-      seen[idx] = 1;
-      total++;
-    }
-  }
-  ASSERT_EQ(total, N);
   ASSERT_EQ(poller_wait(p, out, MAX, 50), 0);
   for (int i = 0; i < N; i++) {
     ASSERT_OK(poller_del(p, sv[i][0]));
@@ -519,33 +507,17 @@ TEST(wait_partial_harvest_edge_new_bits) {
     ASSERT_OK(poller_add(p, sv[i][0], POLLER_IN | POLLER_OUT | POLLER_ET,
                          &sv[i]));
   }
-  poller_event out[MAX];
-  int outs = 0;
-  for (int w = 0; w < 20 && outs < N; w++) {
-    int n = poller_wait(p, out, MAX, 1000);
-    ASSERT_GE(n, 1);
-    for (int i = 0; i < n; i++) {
-      ASSERT_BITS(out[i].events, POLLER_OUT);
-      outs++;
-    }
-  }
-  ASSERT_EQ(outs, N);
-  ASSERT_EQ(poller_wait(p, out, MAX, 30), 0);
+  poller_event want[N], out[MAX];
   for (int i = 0; i < N; i++)
+    want[i] =
+        (poller_event){.fd = sv[i][0], .events = POLLER_OUT, .data = &sv[i]};
+  t_wait_each_once(p, want, N, MAX, 10000);
+  ASSERT_EQ(poller_wait(p, out, MAX, 30), 0);
+  for (int i = 0; i < N; i++) {
     t_write(sv[i][1], 1);
-  int seen[N] = {0}, ins = 0;
-  for (int w = 0; w < 20 && ins < N; w++) {
-    int n = poller_wait(p, out, MAX, 1000);
-    ASSERT_GE(n, 1);
-    for (int i = 0; i < n; i++) {
-      int idx = (int)((int(*)[2])out[i].data - sv);
-      ASSERT_BITS(out[i].events, POLLER_IN);
-      ASSERT_EQ(seen[idx], 0);
-      seen[idx] = 1;
-      ins++;
-    }
+    want[i].events = POLLER_IN;
   }
-  ASSERT_EQ(ins, N);
+  t_wait_each_once(p, want, N, MAX, 10000);
   ASSERT_EQ(poller_wait(p, out, MAX, 30), 0);
   for (int i = 0; i < N; i++) {
     ASSERT_OK(poller_del(p, sv[i][0]));
