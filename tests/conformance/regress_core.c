@@ -532,6 +532,25 @@ TEST(del_after_close_then_readd_same_file) {
   t_assert_clean(p);
 }
 
+/* Makes a ghost: registers a readable socket, closes its number while a
+ * dup keeps the file open, deletes it, and makes the file readable, so
+ * a kernel set that watches files (epoll) holds an entry the poller
+ * cannot remove and reports it at every wait.  Returns the dup; *peer
+ * gets the other end. */
+static int make_ghost(poller *p, int *peer) {
+  int sv[2];
+  t_socketpair(sv);
+  ASSERT_OK(poller_add(p, sv[0], POLLER_IN, &tag_b));
+  ASSERT_OK(poller_flush(p));
+  int keep = dup(sv[0]);
+  ASSERT_SYS(keep);
+  t_close(sv[0]);
+  ASSERT_OK(poller_del(p, sv[0]));
+  t_write(sv[1], 1);
+  *peer = sv[1];
+  return keep;
+}
+
 /* A ghost (closed before del, a dup alive, readable) makes the core
  * rebuild the kernel set; a loop that nests poller_fd keeps hearing of
  * the poller afterwards, through the same number. */
@@ -585,16 +604,8 @@ TEST(ghost_rebuild_keeps_outer_loop) {
 TEST(ghost_out_of_fds_no_spin) {
   poller *p;
   t_open(&p);
-  int sv[2];
-  t_socketpair(sv);
-  ASSERT_OK(poller_add(p, sv[0], POLLER_IN, &tag_a));
-  ASSERT_OK(poller_flush(p));
-  int keep = dup(sv[0]);
-  ASSERT_SYS(keep);
-  int fd = sv[0];
-  t_close(fd);
-  ASSERT_OK(poller_del(p, fd));
-  t_write(sv[1], 1);
+  int peer;
+  int keep = make_ghost(p, &peer);
   struct rlimit old, low;
   ASSERT_SYS(getrlimit(RLIMIT_NOFILE, &old));
   low = old;
@@ -616,7 +627,7 @@ TEST(ghost_out_of_fds_no_spin) {
     t_close(fill[i]);
   ASSERT_SYS(setrlimit(RLIMIT_NOFILE, &old));
   t_close(keep);
-  t_close(sv[1]);
+  t_close(peer);
   t_assert_clean(p);
 }
 
@@ -626,16 +637,8 @@ TEST(ghost_out_of_fds_no_spin) {
 TEST(ghost_rebuild_refused_no_spin) {
   poller *p;
   t_open(&p);
-  int sv[2];
-  t_socketpair(sv);
-  ASSERT_OK(poller_add(p, sv[0], POLLER_IN, &tag_a));
-  ASSERT_OK(poller_flush(p));
-  int keep = dup(sv[0]);
-  ASSERT_SYS(keep);
-  int fd = sv[0];
-  t_close(fd);
-  ASSERT_OK(poller_del(p, fd));
-  t_write(sv[1], 1);
+  int peer;
+  int keep = make_ghost(p, &peer);
   poller__fault_set(POLLER__FAULT_REBUILD, -ENOMEM);
   unsigned long long before = syscalls_of(p);
   poller_event out[8];
@@ -654,7 +657,7 @@ TEST(ghost_rebuild_refused_no_spin) {
   assert_sleeps(p, 100);
   assert_sleeps(p, 50);
   t_close(keep);
-  t_close(sv[1]);
+  t_close(peer);
   t_assert_clean(p);
 }
 
@@ -805,25 +808,6 @@ TEST(mode_bits_kept_in_key) {
   t_close(sv[0]);
   t_close(sv[1]);
   t_assert_clean(p);
-}
-
-/* Makes a ghost: registers a readable socket, closes its number while a
- * dup keeps the file open, deletes it, and makes the file readable, so
- * a kernel set that watches files (epoll) holds an entry the poller
- * cannot remove and reports it at every wait.  Returns the dup; *peer
- * gets the other end. */
-static int make_ghost(poller *p, int *peer) {
-  int sv[2];
-  t_socketpair(sv);
-  ASSERT_OK(poller_add(p, sv[0], POLLER_IN, &tag_b));
-  ASSERT_OK(poller_flush(p));
-  int keep = dup(sv[0]);
-  ASSERT_SYS(keep);
-  t_close(sv[0]);
-  ASSERT_OK(poller_del(p, sv[0]));
-  t_write(sv[1], 1);
-  *peer = sv[1];
-  return keep;
 }
 
 /* A stale report of a ghost never takes one of the caller's slots: a
