@@ -126,7 +126,7 @@ static int epoll_ctl_fd(poller *p, int fd, struct poller__fd *e, unsigned have,
   ev.data.u64 = (uint64_t)(uint32_t)fd | ((uint64_t)e->gen << 32);
   if (op == EPOLL_CTL_MOD && (e->flags & FD_GHOST_NUMBER)) {
     /* An older file's entry may sit under this number (a poller_del of
-     * it failed after close), and this MOD may land on it instead of on
+     * it failed after close or after dup2 over the number), and this MOD may land on it instead of on
      * ours if that file is back on the number: both entries would then
      * report under the live generation (test
      * mod_after_close_before_del_reports_once).  A new set drops it; once
@@ -137,7 +137,12 @@ static int epoll_ctl_fd(poller *p, int fd, struct poller__fd *e, unsigned have,
   if (epoll_ctl(s->epfd, op, fd, &ev) == 0)
     return 0;
   int err = errno;
-  if (err == EBADF && op == EPOLL_CTL_DEL) {
+  if ((err == EBADF || err == ENOENT) && op == EPOLL_CTL_DEL) {
+    /* The registration's file left the number (closed: EBADF; another
+     * file put there: ENOENT) while something else may keep it open, so
+     * its entry may stay in the set under this number (tests
+     * mod_after_close_before_del_reports_once and
+     * mod_after_replaced_before_del_reports_once). */
     e->flags |= FD_GHOST_NUMBER;
     e->ptag = POLLER__NO_TAG; /* a flag set: not plain (internal.h) */
   }

@@ -32,8 +32,8 @@
  * pending: an edge the re-add produces is not news (see settle below).
  * Set only during rebuild_kernel_set in poller.c. */
 #define FD_REBUILT 0x800u
-/* epoll: a removal through this number failed with EBADF (closed before
- * poller_del), so the set may still hold an older file's entry for the
+/* epoll: a removal through this number failed with EBADF or ENOENT (the
+ * file was closed, or another put on the number, before poller_del), so the set may still hold an older file's entry for the
  * number, which a later EPOLL_CTL_MOD would reach and re-tag with a live
  * generation.  Kept across del and add; cleared by a rebuild. */
 #define FD_GHOST_NUMBER 0x1000u

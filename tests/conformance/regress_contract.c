@@ -315,6 +315,49 @@ TEST(mod_after_close_before_del_reports_once) {
   t_assert_clean(p);
 }
 
+/* The same, with the number given another file (dup2) rather than closed
+ * before poller_del: epoll's removal then fails with ENOENT instead of
+ * EBADF, and the older file's entry stays in the set as well.  A MOD made
+ * once that file is back on the number must not re-tag its entry with the
+ * live generation while the newer registration's file, kept alive by a
+ * dup, is still in the set (found by difftest, seed 4000003230). */
+TEST(mod_after_replaced_before_del_reports_once) {
+  poller *p;
+  int pp[2], other[2];
+  t_open(&p);
+  t_pipe(pp);
+  t_pipe(other);
+  int num = dup(pp[1]); /* the write end under a number of its own */
+  ASSERT_GE(num, 0);
+  ASSERT_OK(poller_add(p, num, POLLER_PRI, &tag_a));
+  ASSERT_OK(poller_flush(p));
+  /* Another file takes the number; the write end lives on in pp[1]. */
+  ASSERT_EQ(dup2(other[0], num), num);
+  ASSERT_OK(poller_del(p, num)); /* the kernel may keep the old entry */
+  /* The number gets the read end and a new registration... */
+  ASSERT_EQ(dup2(pp[0], num), num);
+  ASSERT_OK(poller_add(p, num, POLLER_IN | POLLER_OUT, &tag_b));
+  ASSERT_OK(poller_flush(p));
+  /* ...then the write end again, and the interest changes. */
+  ASSERT_EQ(dup2(pp[1], num), num);
+  /* IN too: the read end's report then passes the interest check. */
+  ASSERT_OK(
+      poller_mod(p, num, POLLER_IN | POLLER_OUT | POLLER_PRI, &tag_c));
+  t_write(pp[1], 1); /* the read end, no longer on the number, is ready */
+  for (int round = 0; round < 3; round++) {
+    poller_event ev;
+    ASSERT_EQ(t_wait_exactly_once(p, num, 5000, &ev), POLLER_OUT);
+    ASSERT_TRUE(ev.data == &tag_c);
+  }
+  ASSERT_OK(poller_del(p, num));
+  t_close(num);
+  t_close(pp[0]);
+  t_close(pp[1]);
+  t_close(other[0]);
+  t_close(other[1]);
+  t_assert_clean(p);
+}
+
 /* select and poll find a registered fd closed behind the poller without
  * any change: the same lifecycle (reported once, kept until poller_del,
  * re-armed by poller_mod once the number is valid again). */
