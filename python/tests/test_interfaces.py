@@ -26,6 +26,23 @@ def refused_error(backend):
     return ConnectionRefusedError
 
 
+def connect_to_closed_port(test, transport_class, timeout):
+    """Connects a transport_class channel to a closed 127.0.0.1 port on a
+    pike.BasePoller of test.BACKEND and runs the loop for up to timeout
+    seconds, so that the refusal reaches the channel's handlers."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    bp = pike.BasePoller(test.BACKEND)
+    test.addCleanup(bp.close)
+    t = transport_class(socket.socket())
+    test.addCleanup(t.socket.close)
+    t.connect(("127.0.0.1", port))
+    bp.add_channel(t)
+    bp.loop(timeout=timeout)
+
+
 def backend_cases(base):
     """One TestCase per backend; unusable backends are skipped with the
     reason."""
@@ -510,10 +527,6 @@ class PikeTests:
         self.assertEqual(bp.connections, {})
 
     def test_connect_refused_is_an_error(self):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-        s.close()
         errors = []
 
         class Client(pike.Transport):
@@ -524,13 +537,7 @@ class PikeTests:
                 errors.append(sys.exc_info()[1])
                 self.handle_close()
 
-        bp = pike.BasePoller(self.BACKEND)
-        self.addCleanup(bp.close)
-        c = Client(socket.socket())
-        self.addCleanup(c.socket.close)
-        c.connect(("127.0.0.1", port))
-        bp.add_channel(c)
-        bp.loop(timeout=2)
+        connect_to_closed_port(self, Client, timeout=2)
         self.assertEqual(len(errors), 1)
         self.assertIsInstance(errors[0], refused_error(self.BACKEND))
 
@@ -738,10 +745,6 @@ class PikeDocumentedSubclass:
         self.assertEqual(bp.connections, {})
 
     def test_failed_connect_reaches_pike_style_handle_error(self):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-        s.close()
         seen = []
 
         class Conn(pike.Transport):
@@ -749,13 +752,7 @@ class PikeDocumentedSubclass:
                 seen.append(sys.exc_info()[1])
                 self.handle_close()
 
-        bp = pike.BasePoller(self.BACKEND)
-        self.addCleanup(bp.close)
-        t = Conn(socket.socket())
-        self.addCleanup(t.socket.close)
-        t.connect(("127.0.0.1", port))
-        bp.add_channel(t)
-        bp.loop(timeout=5)
+        connect_to_closed_port(self, Conn, timeout=5)
         self.assertEqual(len(seen), 1)
         self.assertIsInstance(seen[0], refused_error(self.BACKEND))
 
