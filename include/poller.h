@@ -311,7 +311,11 @@ int poller_stats_get(const poller *p, poller_stats *st);
 /* Returns the bytes poller keeps per registered fd (the fd table entry). */
 size_t poller_fd_state_size(void);
 
-/* Returns a static description of a negative errno returned by poller. */
+/* Returns a static description of a negative errno returned by poller (a
+ * positive one is read as its negative; 0 is "success").  On Windows,
+ * where Winsock's errors come back as their errno (WSAECONNRESET as
+ * -ECONNRESET, and so on), it also names the POSIX codes that the C
+ * runtime's strerror calls "Unknown error". */
 const char *poller_strerror(int err);
 
 #ifdef __cplusplus

@@ -17,11 +17,13 @@
  *
  * Windows: fd watchers take sockets (the SOCKET value as an int, as
  * poller.h); timers, deferred work, async wake-ups, poller_loop_stop and
- * the close hooks work as on Unix.  Signal, child process and file
- * watchers are not available there: their start functions check their
- * arguments (-EFAULT, -EINVAL) and then return -ENOSYS; stopping such a
- * handle returns 0.  poller_loop_reinit returns poller_reinit's -ENOSYS
- * (there is no fork).  Transports and listeners: poller_transport.h.
+ * the close hooks work as on Unix.  Signal watchers take SIGINT
+ * (CTRL_C_EVENT) and SIGBREAK (CTRL_BREAK_EVENT), the console control
+ * events; child watchers take a process id (see each below).  File
+ * watchers and the other signals check their arguments (-EFAULT,
+ * -EINVAL) and then return -ENOSYS.  poller_loop_reinit returns
+ * poller_reinit's -ENOSYS (there is no fork).  Transports and listeners:
+ * poller_transport.h.
  */
 #ifndef POLLER_LOOP_H
 #define POLLER_LOOP_H
@@ -219,7 +221,20 @@ int poller_loop_defer(poller_loop *loop, void (*fn)(void *arg), void *arg);
  * the last watcher of the signal stops.  At most 64 loops watch signals at
  * once (-ENOSPC beyond).  poller_signal_start returns 0; -EFAULT;
  * -EINVAL (signum out of range, SIGKILL, SIGSTOP); -EBUSY; -ENOSPC; or
- * sigaction's error.  Windows: -ENOSYS after the argument checks. */
+ * sigaction's error.
+ * Windows: the signals are the console control events, SIGINT for
+ * CTRL_C_EVENT (Ctrl+C) and SIGBREAK for CTRL_BREAK_EVENT (Ctrl+Break).
+ * One handler (SetConsoleCtrlHandler) is added to the process's list
+ * while a watcher of either exists and removed when the last stops, which
+ * gives the process back the handlers it had.  Windows runs that handler
+ * on a thread of its own: it only counts the event for each watching loop
+ * and wakes the loop, and says the event was handled; the callback runs
+ * on the loop's thread with the count, as on Unix (each event counts
+ * once).  An event no loop watches goes to the process's other handlers
+ * (the default one ends the process).  Other signal numbers: -ENOSYS
+ * after the argument checks (a C signal such as SIGTERM is raised only by
+ * raise() inside the raising thread, never from outside).  Start errors
+ * also include SetConsoleCtrlHandler's, as -errno. */
 struct poller_signal { /* private */
   poller_loop *loop;
   poller_signal_cb cb;
@@ -245,8 +260,27 @@ int poller_signal_stop(poller_signal *sig);
  * already reaped): asyncio reports such a pid as exit code 255 with a
  * warning, here the call says so at once; -ESRCH; or the error of watching
  * it (-EMFILE...).  A child that already exited is reported from inside
- * poller_child_start when pidfd is not available.  Windows: -ENOSYS
- * after the argument checks. */
+ * poller_child_start when pidfd is not available.
+ * Windows: pid is the process id (a DWORD, as CreateProcess's
+ * PROCESS_INFORMATION.dwProcessId and GetProcessId give it), of any
+ * process the caller may open, not only its children.  The watcher opens
+ * it with OpenProcess(SYNCHRONIZE | PROCESS_QUERY_LIMITED_INFORMATION)
+ * and waits on that handle in the thread pool (RegisterWaitForSingleObject;
+ * the pool's callback only marks the watcher and wakes the loop); the
+ * callback runs on the loop's thread.  status is the exit code
+ * (GetExitCodeProcess: what main returned or ExitProcess was given, or an
+ * exception code such as 0xC0000005 for a crash) as an int with all 32
+ * bits, so codes from 0x80000000 up are negative: read it as a DWORD.
+ * status is never -errno on Windows.  A process id is reused once the
+ * process has ended and every handle to it is closed: keep the handle
+ * CreateProcess returned open until the watcher is started, so the id
+ * still names that process (one that has already ended is then reported
+ * at the next run).  poller_child_stop unregisters the wait and returns
+ * only when no pool callback for it runs any more (UnregisterWaitEx with
+ * INVALID_HANDLE_VALUE), then closes the handle.  poller_child_start
+ * returns 0; -EFAULT; -EINVAL for pid <= 0 or past 32 bits; -EBUSY;
+ * -ESRCH when no process has that id; -EPERM when it may not be opened;
+ * or the error of waiting on it, as -errno. */
 struct poller_child { /* private */
   poller_loop *loop;
   poller_child_cb cb;
@@ -255,6 +289,11 @@ struct poller_child { /* private */
   int pidfd;
   int active;
   poller_child *next;
+#ifdef _WIN32
+  void *process; /* the process's HANDLE, opened by poller_child_start */
+  void *wait;    /* RegisterWaitForSingleObject's wait handle */
+  int exited;    /* set by the thread pool's callback, atomically */
+#endif
 };
 int poller_child_start(poller_loop *loop, poller_child *child, pid_t pid,
                        poller_child_cb cb, void *arg);

@@ -58,6 +58,9 @@ struct poller_loop {
 
   poller_child *children;
   int sigchld_fallback; /* children without pidfd rely on SIGCHLD */
+#ifdef _WIN32
+  atomic_int child_pending; /* a process watched by the loop has ended */
+#endif
   poller_signal sigchld;
 
   int inotify_fd;
