@@ -19,7 +19,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Flags of a fd table entry. */
+/* Flags of a fd table entry.  Setting one must void the plain tag (ptag,
+ * below): poller.c sets them through set_flags. */
 #define FD_REGISTERED 0x01u /* the fd has a registration stack */
 #define FD_QUEUED 0x02u     /* the fd is in the change queue */
 #define FD_DISARMED 0x04u   /* ONESHOT fired, or NVAL: nothing armed */
