@@ -92,10 +92,12 @@
 
 /* e->bidx layout: the request id, then flags. */
 #define SLOT_ID 0x00ffffffu
-#define SLOT_ARMED 0x01000000u   /* the current request is in flight */
-#define SLOT_MULTI 0x02000000u   /* ... and it is multishot */
-#define SLOT_CAND 0x04000000u    /* in s->cand: checked at this wait */
-#define SLOT_HELD 0x08000000u    /* in s->held: checked at the next wait */
+#define SLOT_ARMED 0x01000000u /* the current request is in flight */
+#define SLOT_MULTI 0x02000000u /* ... and it is multishot */
+#define SLOT_CAND 0x04000000u  /* in s->cand: checked at this wait */
+/* In s->held: checked at the next wait; then moved to s->cand as it is,
+ * where it means what SLOT_CAND means (check clears both). */
+#define SLOT_HELD 0x08000000u
 #define SLOT_INBATCH 0x10000000u /* reported by this call of wait */
 
 struct uring_state {
@@ -114,9 +116,12 @@ struct uring_state {
   /* Level fds reported by the current poller_wait: candidates at the next
    * one (the core may call wait again in the same poller_wait to top up a
    * batch, and an fd must not be reported twice in one). */
-  int *held;
+  struct pollfd *held; /* as cand: moved there whole at the next one */
   int nheld;
   unsigned long long held_wait; /* p->stats.waits of that poller_wait */
+  /* ctl changed an fd of cand or held since the last wait: their pollfds
+   * may ask for a mask the kernel no longer holds. */
+  int remask;
   int cap; /* of cand and held: every fd that may be watched */
   struct uring_state *prev, *next; /* live rings, for the fork handler */
 };
@@ -419,7 +424,7 @@ static int lists_reserve(poller *p) {
   if (!c)
     return -ENOMEM;
   s->cand = c;
-  int *h = realloc(s->held, cap * sizeof *h);
+  struct pollfd *h = realloc(s->held, cap * sizeof *h);
   if (!h)
     return -ENOMEM;
   s->held = h;
@@ -457,6 +462,8 @@ static int uring_ctl(poller *p, int fd, struct poller__fd *e, unsigned have,
   struct uring_state *s = p->bstate;
   int r;
   (void)rearm;
+  if ((unsigned)e->bidx & (SLOT_CAND | SLOT_HELD))
+    s->remask = 1; /* its pollfd is re-masked at the wait (uring_wait) */
   if (!have && want) {
     /* A new registration has no request (the id lives on, so completions
      * of an earlier registration of this number never match). */
@@ -595,7 +602,7 @@ static __attribute__((noinline, cold)) int cand_compact(poller *p) {
     if (poller__kmask(c))
       s->cand[w++] = s->cand[i];
     else
-      c->bidx &= ~(int32_t)SLOT_CAND;
+      c->bidx &= ~(int32_t)(SLOT_CAND | SLOT_HELD);
   }
   s->ncand = w;
   return w == s->cap ? -1 : 0;
@@ -784,7 +791,7 @@ static int check(poller *p, poller_event *out, int max, int n, int *raw) {
     int fd = cand[j].fd;
     unsigned rev = (unsigned short)cand[j].revents;
     struct poller__fd *e = &fds[fd];
-    unsigned slot = (unsigned)e->bidx & ~SLOT_CAND;
+    unsigned slot = (unsigned)e->bidx & ~(SLOT_CAND | SLOT_HELD);
     e->bidx = (int32_t)slot;
     /* A candidate deleted or disarmed by the core since it became one was
      * polled for nothing (a closed number says NVAL): it leaves, and is
@@ -843,7 +850,7 @@ static int check(poller *p, poller_event *out, int max, int n, int *raw) {
       /* Level: still ready at the next wait unless the caller reads (the
        * check then renews an ended request). */
       e->bidx = (int32_t)(slot | SLOT_HELD);
-      s->held[s->nheld++] = fd;
+      cand_set(&s->held[s->nheld++], fd, e);
     } else if (!(slot & SLOT_ARMED)) {
       (void)arm(p, fd, e, poller__kmask(e)); /* ET: for the next edge */
     }
@@ -856,26 +863,37 @@ static int uring_wait(poller *p, poller_event *out, int max, int timeout_ms) {
   int r, n = 0, raw = 0;
   if (s->dropped)
     return -ECHILD; /* a forked child must call poller_reinit first */
-  /* Candidates left by an earlier call (for want of room, or a failed
-   * poll) were built with the mask the kernel held then; a change since
-   * (poller_mod, a new registration of the number) is polled with the
-   * mask held now.  None in the common case. */
-  for (int i = 0; i < s->ncand; i++)
-    s->cand[i].events = (short)to_pollmask(p->fds[s->cand[i].fd].kpacked);
   if (s->held_wait != p->stats.waits) {
     /* A new poller_wait: the level fds reported by the last one come
      * after the candidates it left for want of room, as epoll puts them
-     * back at the tail of its ready list. */
-    int nc = s->ncand; /* see cand_push */
-    for (int i = 0; i < s->nheld; i++) {
-      int fd = s->held[i];
-      struct poller__fd *e = &p->fds[fd];
-      e->bidx &= ~(int32_t)SLOT_HELD;
-      cand_push(p, &nc, fd, e);
+     * back at the tail of its ready list.  Their pollfds move as they
+     * are, and their SLOT_HELD now means "in the list" (see check).  The
+     * two lists hold distinct registrations, live at the last check, so
+     * they fit: cap only grows. */
+    if (__builtin_expect(s->nheld > s->cap - s->ncand, 0)) {
+      /* Cannot happen (above); should it, one at a time, compacting. */
+      int nc = s->ncand;
+      for (int i = 0; i < s->nheld; i++) {
+        int fd = s->held[i].fd;
+        struct poller__fd *e = &p->fds[fd];
+        e->bidx &= ~(int32_t)SLOT_HELD;
+        cand_push(p, &nc, fd, e);
+      }
+      s->ncand = nc;
+    } else if (s->nheld) {
+      memcpy(s->cand + s->ncand, s->held, (size_t)s->nheld * sizeof *s->held);
+      s->ncand += s->nheld;
     }
-    s->ncand = nc;
     s->nheld = 0;
     s->held_wait = p->stats.waits;
+  }
+  if (s->remask) {
+    /* Candidates were built with the mask the kernel held then; a change
+     * since (poller_mod, a new registration of the number) is polled with
+     * the mask held now (test leftover_then_mod_reports_new_interest). */
+    for (int i = 0; i < s->ncand; i++)
+      s->cand[i].events = (short)to_pollmask(p->fds[s->cand[i].fd].kpacked);
+    s->remask = 0;
   }
   /* Submit the queued changes, and collect completions waiting in task
    * work (posted by other threads' wake-ups) or in the overflow list;
@@ -950,6 +968,7 @@ static int uring_reinit(poller *p) {
   s->pending = 0;
   s->ncand = 0;
   s->nheld = 0;
+  s->remask = 0;
   s->wake_due = 0;
   for (int fd = 0; fd < p->nfds; fd++)
     p->fds[fd].bidx &= (int32_t)SLOT_ID;
