@@ -554,15 +554,23 @@ static int enter(poller *p, unsigned min, int timeout_ms) {
 /* Looks up the registration whose current request posted cqe; NULL for
  * control requests and for completions of replaced, cancelled or earlier
  * requests (counted as stale unless they are expected cancellations). */
-static struct poller__fd *cqe_owner(poller *p, const struct io_uring_cqe *cqe,
-                                    int *fdp) {
+static inline struct poller__fd *cqe_owner(poller *p, struct poller__fd *fds,
+                                           unsigned nfds,
+                                           const struct io_uring_cqe *cqe,
+                                           int *fdp) {
   uint64_t ud = io_uring_cqe_get_data64(cqe);
-  if ((uint32_t)ud >= CTL_FD - 1)
+  /* One compare for both: the control requests' fd half (CTL_FD - 1 and
+   * CTL_FD) is beyond any table (nfds <= INT_MAX). */
+  unsigned ufd = (uint32_t)ud;
+  if (ufd >= nfds) {
+    if (ufd < CTL_FD - 1 && cqe->res != -ECANCELED)
+      p->stats.stale++;
     return NULL;
-  int fd = (int)(uint32_t)ud;
+  }
+  int fd = (int)ufd;
   unsigned id = (unsigned)(ud >> 32);
-  struct poller__fd *e = poller__entry(p, fd);
-  if (!e || ((unsigned)e->bidx & (SLOT_ARMED | SLOT_ID)) != (SLOT_ARMED | id)) {
+  struct poller__fd *e = &fds[fd];
+  if (((unsigned)e->bidx & (SLOT_ARMED | SLOT_ID)) != (SLOT_ARMED | id)) {
     if (cqe->res != -ECANCELED)
       p->stats.stale++;
     return NULL;
@@ -711,7 +719,15 @@ static int harvest(poller *p, poller_event *out, int max, int n, int *raw) {
       n = m;
     }
   }
-  int nc = s->ncand; /* see cand_push; written back before any call */
+  /* Locals the compiler keeps in registers (stores to the table could
+   * otherwise alias them): the table (it does not move during a wait),
+   * the candidate list and its count (see cand_push; written back before
+   * any call). */
+  struct poller__fd *fds = p->fds;
+  unsigned nfds = (unsigned)p->nfds;
+  struct pollfd *cand = s->cand;
+  const int cap = s->cap;
+  int nc = s->ncand;
   for (;;) {
     unsigned tail = io_uring_smp_load_acquire(cq->ktail);
     for (; head != tail; head++) {
@@ -721,13 +737,22 @@ static int harvest(poller *p, poller_event *out, int max, int n, int *raw) {
       if (n == max && res < 0 && res != -ECANCELED)
         break;
       int fd;
-      struct poller__fd *e = cqe_owner(p, cqe, &fd);
+      struct poller__fd *e = cqe_owner(p, fds, nfds, cqe, &fd);
       if (!e)
         continue;
       if (__builtin_expect(res > 0 && !(e->flags & FD_INTERNAL), 1)) {
         /* The common case: a wake-up of a registration (the branches
-         * below, for res > 0 and no wakeup channel, come to this). */
-        cand_push(p, &nc, fd, e);
+         * below, for res > 0 and no wakeup channel, come to this), made a
+         * candidate as cand_push does, which also compacts a full list. */
+        unsigned slot = (unsigned)e->bidx;
+        if (slot & (SLOT_CAND | SLOT_HELD))
+          continue;
+        if (__builtin_expect(nc == cap, 0)) {
+          cand_push(p, &nc, fd, e);
+          continue;
+        }
+        e->bidx = (int32_t)(slot | SLOT_CAND);
+        cand_set(&cand[nc++], fd, e);
         continue;
       }
       s->ncand = nc; /* harvest_other may read or grow the list */
