@@ -178,6 +178,10 @@ void t_socketpair(int sv[2]);
 void t_tcp_pair(int *a, int *b);
 /* A non-blocking, close-on-exec pipe. */
 void t_pipe(int fds[2]);
+/* Runs fn(arg) in a forked child of the test and fails the test unless
+ * the child exits with status 0 (fn returns, or fails with its own
+ * message).  Windows has no fork: there the test is skipped. */
+void t_in_child(void (*fn)(void *), void *arg);
 /* The number of open descriptors of this process. */
 int t_fd_count(void);
 /* Asserts that p has no registration, closes it, and asserts that the

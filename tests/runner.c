@@ -106,6 +106,20 @@ void t_socketpair(int sv[2]) {
 
 void t_pipe(int fds[2]) { ASSERT_SYS(pipe2(fds, O_NONBLOCK | O_CLOEXEC)); }
 
+void t_in_child(void (*fn)(void *), void *arg) {
+  fflush(stdout);
+  pid_t pid = fork();
+  ASSERT_SYS(pid);
+  if (pid == 0) {
+    fn(arg);
+    _exit(0);
+  }
+  int status;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+    FAIL("child failed (status 0x%x)", status);
+}
+
 void t_tcp_pair(int *a, int *b) {
   int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   ASSERT_SYS(l);

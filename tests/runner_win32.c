@@ -89,6 +89,12 @@ void t_pipe(int fds[2]) {
   SKIP("pipes: the Windows backends watch sockets only");
 }
 
+void t_in_child(void (*fn)(void *), void *arg) {
+  (void)fn;
+  (void)arg;
+  SKIP("fork: Windows has none");
+}
+
 int t_fd_count(void) {
   DWORD n = 0;
   if (!GetProcessHandleCount(GetCurrentProcess(), &n))

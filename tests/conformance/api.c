@@ -343,21 +343,6 @@ TEST(stats_count_waits_and_events) {
   t_assert_clean(p);
 }
 
-/* Runs fn in a forked child of the test and asserts it passed. */
-static void in_child(void (*fn)(void *), void *arg) {
-  fflush(stdout);
-  pid_t pid = fork();
-  ASSERT_SYS(pid);
-  if (pid == 0) {
-    fn(arg);
-    _exit(0);
-  }
-  int status;
-  ASSERT_EQ(waitpid(pid, &status, 0), pid);
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-    FAIL("child failed (status 0x%x)", status);
-}
-
 struct fork_ctx {
   poller *p;
   int a[2], b[2];
@@ -398,7 +383,7 @@ TEST(fork_child_reinit) {
   t_open(&c.p);
   ASSERT_OK(poller_add(c.p, c.a[0], POLLER_IN, &c));
   ASSERT_OK(poller_flush(c.p));
-  in_child(fork_child, &c);
+  t_in_child(fork_child, &c);
   /* The parent still watches a (the child deleted it from its own set)
    * and never hears of b (the child added it to its own set). */
   t_write(c.a[1], 1);
@@ -430,7 +415,7 @@ TEST(fork_child_wakeup_isolated) {
   T_POSIX_ONLY("fork");
   poller *p;
   t_open(&p);
-  in_child(fork_wakeup_child, p);
+  t_in_child(fork_wakeup_child, p);
   double t0 = t_now_ms();
   poller_event out[4];
   ASSERT_EQ(poller_wait(p, out, 4, 100), 0);
@@ -600,7 +585,7 @@ TEST(backend_env_ignored_when_setuid) {
   ASSERT_OK(setenv("POLLER_BACKEND", T_BACKEND_NAME, 1));
   ASSERT_OK(poller_open(&p, POLLER_AUTO));
   ASSERT_EQ(poller_backend(p), T_BACKEND); /* honoured normally */
-  in_child(setuid_child, &dflt);
+  t_in_child(setuid_child, &dflt);
   ASSERT_OK(unsetenv("POLLER_BACKEND"));
   t_assert_clean(p);
 }

@@ -39,21 +39,6 @@ static void assert_sleeps(poller *p, int ms) {
   ASSERT_LE(syscalls_of(p) - before, 12);
 }
 
-/* Runs fn(arg) in a forked child and asserts that it passed. */
-static void in_child(void (*fn)(void *), void *arg) {
-  fflush(stdout);
-  pid_t pid = fork();
-  ASSERT_SYS(pid);
-  if (pid == 0) {
-    fn(arg);
-    _exit(0);
-  }
-  int status;
-  ASSERT_EQ(waitpid(pid, &status, 0), pid);
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-    FAIL("child failed (status 0x%x)", status);
-}
-
 /* ---- item 1: caller input never overflows an int ---- */
 
 /* poller_next after the highest possible fd finds nothing (after_fd + 1
@@ -235,7 +220,7 @@ TEST(reinit_keeps_registration_of_closed_fd) {
   t_open(&c.p);
   ASSERT_OK(poller_add(c.p, c.sv[0], POLLER_IN, &tag_a));
   ASSERT_OK(poller_flush(c.p));
-  in_child(reinit_child, &c);
+  t_in_child(reinit_child, &c);
   ASSERT_EQ(poller_count(c.p), 1);
   ASSERT_OK(poller_del(c.p, c.sv[0]));
   t_close(c.sv[0]);
@@ -699,7 +684,7 @@ TEST(poller_fd_survives_fork_reinit) {
   t_socketpair(c.sv);
   ASSERT_OK(poller_add(c.p, c.sv[0], POLLER_IN, &tag_a));
   ASSERT_OK(poller_flush(c.p));
-  in_child(nest_child, &c);
+  t_in_child(nest_child, &c);
   ASSERT_EQ(poller_fd(c.p), c.pfd);
   struct pollfd pl = {c.pfd, POLLIN, 0};
   ASSERT_EQ(poll(&pl, 1, 0), 0);
