@@ -116,11 +116,7 @@ int poller_loop_hook_remove(poller_loop_hook *h) {
     return -EFAULT;
   if (!h->active)
     return 0;
-  for (poller_loop_hook **pp = &h->loop->hooks; *pp; pp = &(*pp)->next)
-    if (*pp == h) {
-      *pp = h->next;
-      break;
-    }
+  UNLINK_LISTED(poller_loop_hook, h->loop->hooks, h);
   h->active = 0;
   h->next = NULL;
   return 0;
@@ -392,11 +388,7 @@ int poller_async_stop(poller_async *a) {
   if (!a->active)
     return 0;
   poller_loop *l = a->loop;
-  for (poller_async **pp = &l->asyncs; *pp; pp = &(*pp)->next)
-    if (*pp == a) {
-      *pp = a->next;
-      break;
-    }
+  UNLINK_LISTED(poller_async, l->asyncs, a);
   a->active = 0;
   l->version++;
   l->alive--;

@@ -95,6 +95,17 @@ struct poller_loop {
       }                                                                        \
   } while (0)
 
+/* Removes h from the singly linked list that starts at head (an lvalue of
+ * type `type *`, linked through `next`); a no-op when h is not in it. */
+#define UNLINK_LISTED(type, head, h)                                           \
+  do {                                                                         \
+    for (type **pp_ = &(head); *pp_; pp_ = &(*pp_)->next)                      \
+      if (*pp_ == (h)) {                                                       \
+        *pp_ = (h)->next;                                                      \
+        break;                                                                 \
+      }                                                                        \
+  } while (0)
+
 /* ---- provided by loop.c ---- */
 
 /* Starts an fd watcher; an internal one (a pidfd, the inotify instance)

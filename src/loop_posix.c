@@ -139,11 +139,7 @@ int poller_signal_stop(poller_signal *s) {
   if (!s->active)
     return 0;
   poller_loop *l = s->loop;
-  for (poller_signal **pp = &l->signals; *pp; pp = &(*pp)->next)
-    if (*pp == s) {
-      *pp = s->next;
-      break;
-    }
+  UNLINK_LISTED(poller_signal, l->signals, s);
   s->active = 0;
   l->version++;
   atomic_fetch_sub(&l->sigwatch[s->signum], 1);
@@ -295,11 +291,7 @@ int poller_child_stop(poller_child *c) {
   if (!c->active)
     return 0;
   poller_loop *l = c->loop;
-  for (poller_child **pp = &l->children; *pp; pp = &(*pp)->next)
-    if (*pp == c) {
-      *pp = c->next;
-      break;
-    }
+  UNLINK_LISTED(poller_child, l->children, c);
   c->active = 0;
   l->alive--;
   if (c->pidfd >= 0) {
