@@ -505,6 +505,7 @@ static int loop_run(poller_loop *l, uint64_t end_ns, int count) {
     l->now_ns = mono_ns();
     dispatch_io(l, n);
     poller__loop_dispatch_signals(l);
+    poller__loop_dispatch_children(l);
     dispatch_async(l);
     if (!l->close_requested)
       run_deferred(l);

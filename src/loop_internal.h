@@ -3,9 +3,10 @@
  * loop_internal.h - what loop.c shares with the files of the loop's
  * operating-system event sources: the loop's structure and a small
  * interface.  loop.c holds what every platform has (fd watchers, timers,
- * deferred work, async wake-ups, running); loop_posix.c holds signals,
- * child processes, file watching and the work after fork on Unix;
- * loop_win32.c holds their Windows versions.  Not installed.
+ * deferred work, async wake-ups, running); loop_signals.c holds the part
+ * of signal watching every platform shares; loop_posix.c holds the rest of
+ * signals, child processes, file watching and the work after fork on
+ * Unix; loop_win32.c holds their Windows versions.  Not installed.
  */
 #ifndef POLLER_LOOP_INTERNAL_H
 #define POLLER_LOOP_INTERNAL_H
@@ -115,7 +116,41 @@ int poller__loop_io_start(poller_loop *l, int fd, unsigned events,
 /* The monotonic clock in nanoseconds. */
 uint64_t poller__loop_mono_ns(void);
 
+/* ---- provided by loop_signals.c ---- */
+
+/* The operating system's handler's work for signal signum: counts it for
+ * every loop that watches it and wakes those loops.  Returns nonzero when
+ * one such loop was found.  Async-signal-safe (atomics and poller_wakeup
+ * only). */
+int poller__loop_signal_deliver(int signum);
+/* Takes l out of the process-wide table of loops that watch signals and
+ * waits until no handler may still be reading l. */
+void poller__loop_signals_forget(poller_loop *l);
+/* Runs the callbacks of the signals counted since the last call. */
+void poller__loop_dispatch_signals(poller_loop *l);
+
 /* ---- provided by loop_posix.c or loop_win32.c ---- */
+
+/* Returns 0 when signum can be watched here, else -EINVAL (not a signal
+ * number, or one that cannot be caught) or -ENOSYS (one the platform
+ * never reports). */
+int poller__loop_signal_check(int signum);
+/* The lock of the process-wide signal table and of the handler's
+ * installation. */
+void poller__loop_signal_lock(void);
+void poller__loop_signal_unlock(void);
+/* Lets another thread run, while a loop waits for the handlers. */
+void poller__loop_signal_yield(void);
+/* With the lock held: a watcher of signum more, the operating system's
+ * handler installed by the first.  Returns 0 or -errno (nothing counted
+ * then). */
+int poller__loop_signal_hold(int signum);
+/* With the lock held: a watcher of signum less; the last one puts back
+ * what the process had before the first. */
+void poller__loop_signal_release(int signum);
+/* Runs the callbacks of the child processes that ended (on Windows; on
+ * Unix they come through fd and signal watchers and this does nothing). */
+void poller__loop_dispatch_children(poller_loop *l);
 
 /* Sets the sources' fields of a new loop (calloc'ed) that are not 0. */
 void poller__loop_sources_init(poller_loop *l);
@@ -123,8 +158,6 @@ void poller__loop_sources_init(poller_loop *l);
  * releases what the sources hold (the loop's place in the process-wide
  * signal table, the inotify instance). */
 void poller__loop_sources_close(poller_loop *l);
-/* Runs the callbacks of the signals counted since the last call. */
-void poller__loop_dispatch_signals(poller_loop *l);
 /* The sources' part of poller_loop_reinit, after the poller's: returns 0
  * or -errno. */
 int poller__loop_sources_reinit(poller_loop *l);

@@ -1,10 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * loop_posix.c - the loop's Unix event sources: signals (a process-wide
- * sigaction handler that counts and wakes the loops watching), child
- * processes (pidfd, or SIGCHLD and waitpid), file watching (inotify on
- * Linux, -ENOSYS elsewhere) and what poller_loop_reinit must redo after
- * fork.  loop.c holds the rest of the loop (loop_internal.h).
+ * loop_posix.c - the loop's Unix event sources: signals (the sigaction
+ * handler and its lock; loop_signals.c counts, wakes and dispatches),
+ * child processes (pidfd, or SIGCHLD and waitpid), file watching (inotify
+ * on Linux, -ENOSYS elsewhere) and what poller_loop_reinit must redo
+ * after fork.  loop.c holds the rest of the loop (loop_internal.h).
  */
 #define _GNU_SOURCE
 #include "loop_internal.h"
@@ -36,11 +36,9 @@ void poller__loop_sleep_ms(poller_loop *l, int ms) {
 
 /* ---- signals ---- */
 
-/* The process-wide table of loops that watch signals.  The handler reads
- * it without locks; a loop leaves it only after the handlers that might
- * be reading it have finished (sig_in_handler). */
-static _Atomic(poller_loop *) sig_loops[MAX_SIGNAL_LOOPS];
-static atomic_int sig_in_handler;
+/* The table of watching loops and the watchers themselves are
+ * loop_signals.c's; here are the numbers that can be watched, the
+ * sigaction handler and the table's lock. */
 static pthread_mutex_t sig_lock = PTHREAD_MUTEX_INITIALIZER;
 static int sig_users[NSIGNALS]; /* watchers per signal, all loops */
 static struct sigaction sig_saved[NSIGNALS];
@@ -54,125 +52,44 @@ static void sig_postfork(void) { pthread_mutex_unlock(&sig_lock); }
 static void sig_atfork_install(void) {
   (void)pthread_atfork(sig_prefork, sig_postfork, sig_postfork);
 }
-static void sig_table_lock(void) {
+void poller__loop_signal_lock(void) {
   (void)pthread_once(&sig_atfork_once, sig_atfork_install);
   pthread_mutex_lock(&sig_lock);
 }
+void poller__loop_signal_unlock(void) { pthread_mutex_unlock(&sig_lock); }
+void poller__loop_signal_yield(void) { sched_yield(); }
 
-static void on_signal(int signum) {
-  atomic_fetch_add(&sig_in_handler, 1);
-  for (int i = 0; i < MAX_SIGNAL_LOOPS; i++) {
-    poller_loop *l = atomic_load(&sig_loops[i]);
-    if (!l || signum >= NSIGNALS || atomic_load(&l->sigwatch[signum]) == 0)
-      continue;
-    atomic_fetch_add(&l->sigcount[signum], 1);
-    atomic_store(&l->sig_pending, 1);
-    poller_wakeup(l->p); /* async-signal-safe, keeps errno */
-  }
-  atomic_fetch_sub(&sig_in_handler, 1);
-}
-
-static int signals_join(poller_loop *l) {
-  int free_slot = -1;
-  for (int i = 0; i < MAX_SIGNAL_LOOPS; i++) {
-    poller_loop *cur = atomic_load(&sig_loops[i]);
-    if (cur == l)
-      return 0;
-    if (!cur && free_slot < 0)
-      free_slot = i;
-  }
-  if (free_slot < 0)
-    return -ENOSPC;
-  atomic_store(&sig_loops[free_slot], l);
-  return 0;
-}
-
-/* Leaves the table; waits out handlers that may still read l. */
-static void signals_forget(poller_loop *l) {
-  sig_table_lock();
-  for (int i = 0; i < MAX_SIGNAL_LOOPS; i++)
-    if (atomic_load(&sig_loops[i]) == l)
-      atomic_store(&sig_loops[i], NULL);
-  pthread_mutex_unlock(&sig_lock);
-  while (atomic_load(&sig_in_handler))
-    sched_yield();
-}
-
-int poller_signal_start(poller_loop *l, poller_signal *s, int signum,
-                        poller_signal_cb cb, void *arg) {
-  if (!l || !s || !cb)
-    return -EFAULT;
+int poller__loop_signal_check(int signum) {
   if (signum <= 0 || signum >= NSIGNALS || signum == SIGKILL ||
       signum == SIGSTOP)
     return -EINVAL;
-  int listed;
-  IS_LISTED(listed, poller_signal, l->signals, s);
-  if (listed)
-    return -EBUSY;
-  sig_table_lock();
-  int r = signals_join(l);
-  if (r == 0 && sig_users[signum] == 0) {
+  return 0;
+}
+
+static void on_signal(int signum) { (void)poller__loop_signal_deliver(signum); }
+
+int poller__loop_signal_hold(int signum) {
+  if (sig_users[signum] == 0) {
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
     sigfillset(&sa.sa_mask);
     sa.sa_flags = SA_RESTART;
     if (sigaction(signum, &sa, &sig_saved[signum]) < 0)
-      r = -errno;
+      return -errno;
   }
-  if (r == 0)
-    sig_users[signum]++;
-  pthread_mutex_unlock(&sig_lock);
-  if (r < 0)
-    return r;
-  *s = (poller_signal){l, cb, arg, signum, 1, 0, l->signals};
-  l->signals = s;
-  l->version++;
-  atomic_fetch_add(&l->sigwatch[signum], 1);
-  l->alive++;
+  sig_users[signum]++;
   return 0;
 }
 
-int poller_signal_stop(poller_signal *s) {
-  if (!s)
-    return -EFAULT;
-  if (!s->active)
-    return 0;
-  poller_loop *l = s->loop;
-  UNLINK_LISTED(poller_signal, l->signals, s);
-  s->active = 0;
-  l->version++;
-  atomic_fetch_sub(&l->sigwatch[s->signum], 1);
-  l->alive--;
-  sig_table_lock();
-  if (--sig_users[s->signum] == 0)
-    sigaction(s->signum, &sig_saved[s->signum], NULL);
-  pthread_mutex_unlock(&sig_lock);
-  return 0;
+void poller__loop_signal_release(int signum) {
+  if (--sig_users[signum] == 0)
+    sigaction(signum, &sig_saved[signum], NULL);
 }
 
-void poller__loop_dispatch_signals(poller_loop *l) {
-  if (!atomic_exchange(&l->sig_pending, 0))
-    return;
-  for (int signum = 1; signum < NSIGNALS; signum++) {
-    unsigned count = atomic_exchange(&l->sigcount[signum], 0);
-    if (!count)
-      continue;
-    unsigned pass = ++l->pass;
-  again:
-    for (poller_signal *s = l->signals; s; s = s->next) {
-      if (l->close_requested)
-        return;
-      if (s->signum != signum || s->pass == pass)
-        continue;
-      s->pass = pass;
-      unsigned version = l->version;
-      s->cb(s, signum, count, s->arg);
-      if (l->version != version)
-        goto again;
-    }
-  }
-}
+/* Children end through their pidfd watchers or the SIGCHLD watcher, both
+ * dispatched as such: nothing more to run. */
+void poller__loop_dispatch_children(poller_loop *l) { (void)l; }
 
 /* ---- child processes ---- */
 
@@ -501,7 +418,7 @@ void poller__loop_sources_close(poller_loop *l) {
     poller_child_stop(l->children);
   while (l->watches)
     poller_fswatch_stop(l->watches);
-  signals_forget(l);
+  poller__loop_signals_forget(l);
   if (l->inotify_fd >= 0)
     close(l->inotify_fd);
 }

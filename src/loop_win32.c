@@ -6,7 +6,8 @@
  * processes (a process handle waited on by the thread pool,
  * RegisterWaitForSingleObject).  Both are told on a thread the loop does
  * not own: that thread only counts or marks, and wakes the loop with
- * poller_wakeup; the callbacks run on the loop's thread.  File watching is
+ * poller_wakeup; the callbacks run on the loop's thread (the signals'
+ * table, counting and dispatch are loop_signals.c's).  File watching is
  * not provided: poller_fswatch_start checks its arguments and returns
  * -ENOSYS (include/poller_loop.h, "Windows").  Timers, deferred work,
  * async wake-ups and fd (socket) watchers are loop.c's and work as on
@@ -33,16 +34,27 @@ void poller__loop_sleep_ms(poller_loop *l, int ms) {
 
 /* ---- console control events as signals ---- */
 
-/* The process-wide table of loops that watch signals, as on Unix: the
- * control handler reads it without locks, and a loop leaves it only after
- * the handlers that might be reading it have returned.  Windows runs each
- * control handler call on a new thread of its own, so several may run at
- * once. */
-static _Atomic(poller_loop *) sig_loops[MAX_SIGNAL_LOOPS];
-static atomic_int sig_in_handler;
+/* The table of watching loops and the watchers themselves are
+ * loop_signals.c's; here are the numbers that can be watched, the console
+ * control handler and the table's lock. */
 static SRWLOCK sig_lock = SRWLOCK_INIT;
 static int sig_users; /* signal watchers, all loops; the handler is set
                          while there is one */
+
+void poller__loop_signal_lock(void) { AcquireSRWLockExclusive(&sig_lock); }
+void poller__loop_signal_unlock(void) { ReleaseSRWLockExclusive(&sig_lock); }
+void poller__loop_signal_yield(void) { SwitchToThread(); }
+
+int poller__loop_signal_check(int signum) {
+  if (signum <= 0 || signum >= NSIGNALS)
+    return -EINVAL;
+  /* The other C signals are raised only by raise() and the C runtime's
+   * faults, inside the thread that caused them; no console event names
+   * them. */
+  if (signum != SIGINT && signum != SIGBREAK)
+    return -ENOSYS;
+  return 0;
+}
 
 /* The console control events that have a C signal number. */
 static int ctrl_signum(DWORD type) {
@@ -64,120 +76,23 @@ static BOOL WINAPI on_ctrl(DWORD type) {
   int signum = ctrl_signum(type);
   if (!signum)
     return FALSE;
-  BOOL handled = FALSE;
-  atomic_fetch_add(&sig_in_handler, 1);
-  for (int i = 0; i < MAX_SIGNAL_LOOPS; i++) {
-    poller_loop *l = atomic_load(&sig_loops[i]);
-    if (!l || atomic_load(&l->sigwatch[signum]) == 0)
-      continue;
-    atomic_fetch_add(&l->sigcount[signum], 1);
-    atomic_store(&l->sig_pending, 1);
-    poller_wakeup(l->p);
-    handled = TRUE;
-  }
-  atomic_fetch_sub(&sig_in_handler, 1);
-  return handled;
+  return poller__loop_signal_deliver(signum) ? TRUE : FALSE;
 }
 
-static int signals_join(poller_loop *l) {
-  int free_slot = -1;
-  for (int i = 0; i < MAX_SIGNAL_LOOPS; i++) {
-    poller_loop *cur = atomic_load(&sig_loops[i]);
-    if (cur == l)
-      return 0;
-    if (!cur && free_slot < 0)
-      free_slot = i;
-  }
-  if (free_slot < 0)
-    return -ENOSPC;
-  atomic_store(&sig_loops[free_slot], l);
+int poller__loop_signal_hold(int signum) {
+  (void)signum;
+  if (sig_users == 0 && !SetConsoleCtrlHandler(on_ctrl, TRUE))
+    return -poller__win_errno((int)GetLastError());
+  sig_users++;
   return 0;
 }
 
-/* Leaves the table; waits out handlers that may still read l. */
-static void signals_forget(poller_loop *l) {
-  AcquireSRWLockExclusive(&sig_lock);
-  for (int i = 0; i < MAX_SIGNAL_LOOPS; i++)
-    if (atomic_load(&sig_loops[i]) == l)
-      atomic_store(&sig_loops[i], NULL);
-  ReleaseSRWLockExclusive(&sig_lock);
-  while (atomic_load(&sig_in_handler))
-    SwitchToThread();
-}
-
-int poller_signal_start(poller_loop *l, poller_signal *s, int signum,
-                        poller_signal_cb cb, void *arg) {
-  if (!l || !s || !cb)
-    return -EFAULT;
-  if (signum <= 0 || signum >= NSIGNALS)
-    return -EINVAL;
-  /* The other C signals are raised only by raise() and the C runtime's
-   * faults, inside the thread that caused them; no console event names
-   * them. */
-  if (signum != SIGINT && signum != SIGBREAK)
-    return -ENOSYS;
-  int listed;
-  IS_LISTED(listed, poller_signal, l->signals, s);
-  if (listed)
-    return -EBUSY;
-  AcquireSRWLockExclusive(&sig_lock);
-  int r = signals_join(l);
-  if (r == 0 && sig_users == 0 && !SetConsoleCtrlHandler(on_ctrl, TRUE))
-    r = -poller__win_errno((int)GetLastError());
-  if (r == 0)
-    sig_users++;
-  ReleaseSRWLockExclusive(&sig_lock);
-  if (r < 0)
-    return r;
-  *s = (poller_signal){l, cb, arg, signum, 1, 0, l->signals};
-  l->signals = s;
-  l->version++;
-  atomic_fetch_add(&l->sigwatch[signum], 1);
-  l->alive++;
-  return 0;
-}
-
-int poller_signal_stop(poller_signal *s) {
-  if (!s)
-    return -EFAULT;
-  if (!s->active)
-    return 0;
-  poller_loop *l = s->loop;
-  UNLINK_LISTED(poller_signal, l->signals, s);
-  s->active = 0;
-  l->version++;
-  atomic_fetch_sub(&l->sigwatch[s->signum], 1);
-  l->alive--;
-  /* The last watcher removes the handler: the process's handlers are
-   * what they were before the first start. */
-  AcquireSRWLockExclusive(&sig_lock);
+/* The last watcher removes the handler: the process's handlers are what
+ * they were before the first start. */
+void poller__loop_signal_release(int signum) {
+  (void)signum;
   if (--sig_users == 0)
     SetConsoleCtrlHandler(on_ctrl, FALSE);
-  ReleaseSRWLockExclusive(&sig_lock);
-  return 0;
-}
-
-static void dispatch_console_signals(poller_loop *l) {
-  if (!atomic_exchange(&l->sig_pending, 0))
-    return;
-  for (int signum = 1; signum < NSIGNALS; signum++) {
-    unsigned count = atomic_exchange(&l->sigcount[signum], 0);
-    if (!count)
-      continue;
-    unsigned pass = ++l->pass;
-  again:
-    for (poller_signal *s = l->signals; s; s = s->next) {
-      if (l->close_requested)
-        return;
-      if (s->signum != signum || s->pass == pass)
-        continue;
-      s->pass = pass;
-      unsigned version = l->version;
-      s->cb(s, signum, count, s->arg);
-      if (l->version != version)
-        goto again;
-    }
-  }
 }
 
 /* ---- child processes ---- */
@@ -195,7 +110,7 @@ static VOID CALLBACK on_process_end(PVOID arg, BOOLEAN timed_out) {
   poller_wakeup(l->p);
 }
 
-static void dispatch_children(poller_loop *l) {
+void poller__loop_dispatch_children(poller_loop *l) {
   if (!atomic_exchange(&l->child_pending, 0))
     return;
 again:
@@ -295,17 +210,12 @@ int poller_fswatch_stop(poller_fswatch *w) { return w ? 0 : -EFAULT; }
 
 /* ---- the loop's hooks ---- */
 
-void poller__loop_dispatch_signals(poller_loop *l) {
-  dispatch_console_signals(l);
-  dispatch_children(l);
-}
-
 void poller__loop_sources_close(poller_loop *l) {
   while (l->signals)
     poller_signal_stop(l->signals);
   while (l->children)
     poller_child_stop(l->children);
-  signals_forget(l);
+  poller__loop_signals_forget(l);
 }
 
 /* There is no fork on Windows: nothing to redo. */
