@@ -15,10 +15,11 @@ case "$want" in
     # python3-dev, python3-setuptools, python3-pip and python3-venv build
     # and install the Python package offline; libpython3.11-testsuite ships
     # test.test_selectors; libev, libevent and libuv are the peers the
-    # benchmark compares against; wrk loads the HTTP example.
+    # benchmark compares against; wrk loads the HTTP example and time (GNU
+    # time) measures its server's CPU.
     pkgs+=(python3 python3-dev libpython3-dev python3-setuptools python3-pip
            python3-venv libpython3.11-testsuite
-           libev-dev libevent-dev libuv1-dev python3-uvloop wrk valgrind) ;;
+           libev-dev libevent-dev libuv1-dev python3-uvloop wrk time valgrind) ;;
   windows)
     # The cross compiler and Wine of scripts/test-windows.sh.
     pkgs=(cmake make gcc-mingw-w64-x86-64 wine64) ;;
