@@ -206,7 +206,9 @@ int poller_mod(poller *p, int fd, unsigned events, void *data);
  * reference to its file: an fd closed with close(2) before poller_del
  * keeps its file open (a socket's peer sees no EOF, a listener still
  * accepts) until poller_del or poller_close, which release it before they
- * return.  Returns 0; -EFAULT; -ENOENT for an unknown fd. */
+ * return.  In a forked child before poller_reinit it forgets the
+ * registration without asking the kernel, whose object is the parent's
+ * (see poller_reinit).  Returns 0; -EFAULT; -ENOENT for an unknown fd. */
 int poller_del(poller *p, int fd);
 
 /* Stores fd's registration (interest, data, generation) in *key.
@@ -237,7 +239,9 @@ int poller_depth(const poller *p, int fd);
  * A registration whose change the kernel refuses is disarmed, not
  * removed: it is reported once as POLLER_ERR|POLLER_NVAL at the next
  * poller_wait and stays until poller_del (see poller_wait).
- * Returns 0, or the first such error (-errno). */
+ * Returns 0, or the first such error (-errno); -EFAULT for NULL; -ECHILD
+ * in a forked child before poller_reinit (nothing is applied: see
+ * poller_reinit). */
 int poller_flush(poller *p);
 
 /* Waits for readiness and stores at most max reports in out[], one per fd
@@ -261,7 +265,9 @@ int poller_flush(poller *p);
  * poller_pop re-arm it: the kernel is asked again (another NVAL report if
  * the fd is still bad), and an NVAL report not yet delivered is dropped.
  * Returns the number of reports (0 on timeout or wakeup); -EFAULT for a
- * NULL p or out; -EINVAL for max <= 0 or a timeout below -1; -EINTR (only
+ * NULL p or out; -EINVAL for max <= 0 or a timeout below -1; -ECHILD in a
+ * forked child before poller_reinit, on every backend, without waiting
+ * (the kernel object is the parent's: see poller_reinit); -EINTR (only
  * with POLLER_OPT_REPORT_EINTR); or the kernel's error. */
 int poller_wait(poller *p, poller_event *out, int max, int timeout_ms);
 
@@ -276,7 +282,9 @@ int poller_wait(poller *p, poller_event *out, int max, int timeout_ms);
 int poller_current(const poller *p, const poller_event *ev);
 
 /* Makes a poller_wait in progress, or the next one, return promptly.
- * Async-signal-safe and thread-safe; wakeups coalesce.
+ * Async-signal-safe and thread-safe; wakeups coalesce.  In a forked child
+ * before poller_reinit it does nothing: the channel is the parent's, and
+ * poller_reinit drops pending wakeups.
  * Returns 0; -EFAULT for NULL. */
 int poller_wakeup(poller *p);
 
@@ -294,9 +302,25 @@ int poller_fd(const poller *p);
 
 /* Rebuilds the kernel object in a forked child and registers every fd
  * again; the parent's poller is unaffected.  Pending wakeups are dropped.
- * On io_uring the child's copy of the ring is dropped at fork (the ring
- * and the files it watches stay the parent's alone); until poller_reinit,
- * poller_wait in the child returns -ECHILD.
+ *
+ * The fork contract, the same on every backend: a child forked (through
+ * fork(2) of the C library, whose pthread_atfork handlers poller uses to
+ * notice the fork without a system call) from a process with a poller
+ * shares the parent's kernel object (epoll's set, the wakeup channel).
+ * Until poller_reinit succeeds, the child's copy never touches it:
+ * poller_wait and poller_flush return -ECHILD (also on select and poll,
+ * which share nothing, so a program behaves the same everywhere);
+ * poller_add, poller_mod, poller_push and poller_pop only queue their
+ * change, which poller_reinit applies; poller_del (and the last
+ * poller_pop) forgets the registration without asking the kernel;
+ * poller_wakeup does nothing (it returns 0); poller_close closes only the
+ * child's own descriptors; poller_fd keeps its number (on io_uring the
+ * child's copy of the ring is dropped at fork, so that the ring and the
+ * files it watches stay the parent's alone: poller_fd is -1 there until
+ * poller_reinit, which gives it a new number).  The parent's
+ * registrations, reports and wakeups are never changed by the child.
+ * poller_reinit is also allowed in the owning process, where it rebuilds
+ * the kernel object in place.
  * Returns 0; -EFAULT; -ENOSYS on Windows, which has no fork (the poller
  * is unchanged); or the kernel's error (the poller is then unusable
  * except for poller_close). */

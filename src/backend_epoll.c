@@ -198,8 +198,7 @@ static int epoll_ctl_fd(poller *p, int fd, struct poller__fd *e, unsigned have,
  *   - the entry at fd & fdmask holds the plain tag {fd, gen} equal to the
  *     kernel's data (internal.h): the entry is that very fd's (so the
  *     masked index is its number: no bound check needed, and a number
- *     beyond the table, as a forked child sharing its parent's set before
- *     poller_reinit can see, fails the compare), the registration is
+ *     beyond the table fails the compare), the registration is
  *     plain, and the report carries its generation. */
 static inline void convert(const struct epoll_event *b, poller_event *o,
                            const struct poller__fd *fds, unsigned mask,

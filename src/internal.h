@@ -236,6 +236,11 @@ struct poller {
                  and the raw ones carry POLLER__RAW */
   unsigned next_gen;
   int report_eintr;
+  /* The process's fork generation when the poller was opened or last
+   * reinitialised (poller__platform_fork_gen): while it differs, the
+   * poller is a forked child's copy and leaves the kernel object, which is
+   * the parent's, alone (see forked_copy in poller.c). */
+  unsigned fork_gen;
   poller_stats stats;
 };
 

@@ -48,6 +48,28 @@ long long poller__platform_now_ns(void);
  * setgid program's), so POLLER_BACKEND may be read. */
 int poller__platform_env_trusted(void);
 
+/* The process's fork generation: a count of the forks (through the C
+ * library's fork, which runs pthread_atfork handlers) that led to this
+ * process since the first poller was opened.  A poller copies it when it
+ * is opened and when poller_reinit succeeds; a different value means the
+ * poller was inherited by a forked child, which must not touch the
+ * parent's kernel object (epoll's set, the wakeup channel) until
+ * poller_reinit.  Reading it is one load, no system call, so poller_wait
+ * can check it every time.  Windows has no fork: it is always 0 there. */
+#ifdef _WIN32
+static inline unsigned poller__platform_fork_gen(void) { return 0; }
+static inline void poller__platform_fork_watch(void) {}
+#else
+#include <stdatomic.h>
+extern atomic_uint poller__fork_generation;
+static inline unsigned poller__platform_fork_gen(void) {
+  return atomic_load_explicit(&poller__fork_generation, memory_order_relaxed);
+}
+/* Installs the pthread_atfork child handler that counts forks, once per
+ * process; called before a poller first reads the generation. */
+void poller__platform_fork_watch(void);
+#endif
+
 #ifdef _WIN32
 /* Windows only (platform_win32.c).  Starts Winsock once per process;
  * returns 0 or -errno. */

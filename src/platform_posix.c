@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -44,4 +45,22 @@ long long poller__platform_now_ns(void) {
 
 int poller__platform_env_trusted(void) {
   return getuid() == geteuid() && getgid() == getegid();
+}
+
+atomic_uint poller__fork_generation;
+static pthread_once_t fork_watch_once = PTHREAD_ONCE_INIT;
+
+/* Runs in the child of every fork: the child is single-threaded here, and
+ * an atomic increment is async-signal-safe, as a handler that runs after
+ * fork in a multithreaded program must be. */
+static void fork_child_count(void) {
+  atomic_fetch_add_explicit(&poller__fork_generation, 1, memory_order_relaxed);
+}
+
+static void fork_watch_install(void) {
+  (void)pthread_atfork(NULL, NULL, fork_child_count);
+}
+
+void poller__platform_fork_watch(void) {
+  (void)pthread_once(&fork_watch_once, fork_watch_install);
 }

@@ -235,6 +235,20 @@ static int backend_ctl(poller *p, int fd, struct poller__fd *e, unsigned have,
   return p->be->ctl(p, fd, e, have, want, rearm);
 }
 
+/* Returns 1 when p was inherited by a forked child that has not called
+ * poller_reinit.  The kernel object is then the parent's (epoll's set is
+ * shared across fork, and so is the wakeup channel): a wait would take
+ * the parent's reports (an edge or a oneshot the parent then never gets)
+ * and a removal or change would remove or change the parent's
+ * registrations (eventlet#68).  So, on every backend alike, poller_wait
+ * and poller_flush refuse with -ECHILD, poller_del and poller_pop forget
+ * the registration in the table only, and poller_add, poller_mod and
+ * poller_push only queue their change, which poller_reinit applies to the
+ * child's own new object.  One load and a compare, no system call. */
+static inline int forked_copy(const poller *p) {
+  return p->fork_gen != poller__platform_fork_gen();
+}
+
 static void stack_free(struct poller__fd *e) {
   free(e->saved);
   e->saved = NULL;
@@ -246,7 +260,7 @@ static void stack_free(struct poller__fd *e) {
  * live generation, and kernel reports tagged with the old one stay
  * stale. */
 static void drop_registration(poller *p, int fd, struct poller__fd *e) {
-  if (poller__kmask(e))
+  if (poller__kmask(e) && !forked_copy(p))
     (void)p->be->ctl(p, fd, e, poller__kmask(e), 0, 0);
   poller__set_kmask(e, 0);
   stack_free(e);
@@ -266,7 +280,7 @@ static void drop_registration(poller *p, int fd, struct poller__fd *e) {
  * reported at every wait.  The special scan reports it once as ERR|NVAL
  * with its data; poller_mod, poller_push or poller_pop re-arm it. */
 static void disarm_refused(poller *p, int fd, struct poller__fd *e) {
-  if (poller__kmask(e))
+  if (poller__kmask(e) && !forked_copy(p))
     (void)p->be->ctl(p, fd, e, poller__kmask(e), 0, 0);
   poller__set_kmask(e, 0);
   e->flags &= ~(FD_KDISARMED | FD_EDGE_WAIT);
@@ -703,6 +717,8 @@ int poller_wait(poller *p, poller_event *out, int max, int timeout_ms) {
     return -EFAULT;
   if (max <= 0 || timeout_ms < -1)
     return -EINVAL;
+  if (forked_copy(p))
+    return -ECHILD; /* the kernel object is the parent's: reinit first */
   int n = 0, woken = 0, held = 0;
   /* Always-ready files never stop being ready: on every other wait they
    * leave a slot of out[] (all of it when max is 1) to the kernel's
@@ -870,7 +886,9 @@ static int do_add(poller *p, int fd, unsigned events, void *data) {
   if ((r = lists_reserve(p, p->count + (size_t)p->nqueue +
                                     (size_t)p->nspecial + 2)) < 0)
     return r;
-  int sync = (p->be->caps & POLLER__CAP_SYNC_ADD) != 0;
+  /* In a forked child the add is queued, as on every backend, for
+   * poller_reinit to apply: the kernel object is the parent's. */
+  int sync = (p->be->caps & POLLER__CAP_SYNC_ADD) != 0 && !forked_copy(p);
   if (!sync && !checked && !fd_is_open(p, fd))
     return -EBADF;
   unsigned gen = ++p->next_gen;
@@ -1054,6 +1072,8 @@ size_t poller_count(const poller *p) { return p ? p->count : 0; }
 int poller_flush(poller *p) {
   if (!p)
     return -EFAULT;
+  if (forked_copy(p))
+    return -ECHILD; /* the changes wait for poller_reinit */
   int r = flush(p);
   if (p->be->commit) {
     int c = p->be->commit(p);
@@ -1070,6 +1090,11 @@ int poller_flush(poller *p) {
 int poller_wakeup(poller *p) {
   if (!p)
     return -EFAULT;
+  /* In a forked child before poller_reinit the channel is the parent's:
+   * a wakeup there would wake the parent's wait, and poller_reinit drops
+   * pending wakeups anyway. */
+  if (forked_copy(p))
+    return 0;
   /* Only the first wakeup since the last drain writes, so the channel can
    * never fill and a wakeup is never lost (cpython#74224).  The
    * waiter drains first, then clears the flag. */
@@ -1173,6 +1198,8 @@ static int open_with(poller **pp, const struct poller__backend *be) {
   p->be = be;
   p->wakefd_r = p->wakefd_w = -1;
   atomic_init(&p->wake_pending, 0);
+  poller__platform_fork_watch();
+  p->fork_gen = poller__platform_fork_gen();
   int r = 0;
   if (be->id == POLLER_EPOLL || be->id == POLLER_KQUEUE)
     r = poller__fault[POLLER__FAULT_INIT_NATIVE];
@@ -1272,6 +1299,8 @@ int poller_reinit(poller *p) {
     e->flags &= ~FD_KDISARMED;
     queue_change(p, fd, e);
   }
+  /* The poller is this process's own from now on. */
+  p->fork_gen = poller__platform_fork_gen();
   return 0;
 }
 
