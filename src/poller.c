@@ -712,50 +712,83 @@ static int drop_repeats(poller_event *out, int from, int n) {
   return w;
 }
 
-int poller_wait(poller *p, poller_event *out, int max, int timeout_ms) {
-  if (!p || !out)
-    return -EFAULT;
-  if (max <= 0 || timeout_ms < -1)
-    return -EINVAL;
-  if (forked_copy(p))
-    return -ECHILD; /* the kernel object is the parent's: reinit first */
-  int n = 0, woken = 0, held = 0;
-  /* Always-ready files never stop being ready: on every other wait they
-   * leave a slot of out[] (all of it when max is 1) to the kernel's
-   * reports, or a socket would starve behind a regular file (test
-   * always_ready_does_not_starve_others).  The kernel is then asked with
-   * timeout 0, and the files held back top up the batch after it. */
-  int always_max = (p->stats.waits & 1) ? max - 1 : max;
-  /* Reports are marked FD_INBATCH (so the special scan and the kernel's
-   * reports merge into one per fd) only when there is a special list. */
-  int mark = p->nspecial != 0;
-  if (mark)
-    n = scan_special(p, out, max, always_max, &held);
-  if (p->nqueue)
-    (void)flush(p);
-  if (p->nspecial && n < max) {
-    /* The flush may have disarmed refused registrations: report them
-     * now.  One already reported by the scan above keeps its NVAL for
-     * the next wait (one report per fd and wait; keep_fd_readable keeps
-     * poller_fd readable meanwhile). */
-    for (int i = 0; i < p->nspecial && n < max; i++) {
-      int fd = p->special[i];
-      struct poller__fd *e = &p->fds[fd];
-      if ((e->flags & (FD_FAILED | FD_INBATCH)) == FD_FAILED) {
-        out[n++] =
-            (poller_event){
-                .fd = fd,
-                .events = POLLER_ERR | POLLER_NVAL,
-                .data = e->data,
-                .gen = e->gen};
-        e->flags &= ~FD_FAILED;
-      }
+/* Reports, once, the registrations the last flush disarmed (a refused
+ * change), after the n reports out[] has.  One the special scan already
+ * reported in this wait keeps its NVAL for the next wait (one report per
+ * fd and wait; keep_fd_readable keeps poller_fd readable meanwhile). */
+static int report_refused(poller *p, poller_event *out, int n, int max) {
+  for (int i = 0; i < p->nspecial && n < max; i++) {
+    int fd = p->special[i];
+    struct poller__fd *e = &p->fds[fd];
+    if ((e->flags & (FD_FAILED | FD_INBATCH)) == FD_FAILED) {
+      out[n++] = (poller_event){.fd = fd,
+                                .events = POLLER_ERR | POLLER_NVAL,
+                                .data = e->data,
+                                .gen = e->gen};
+      e->flags &= ~FD_FAILED;
     }
   }
-  int tmo = n > 0 || held ? 0 : timeout_ms;
+  return n;
+}
+
+/* Turns the k reports the backend wrote at out[before] into the caller's:
+ * the backend's final ones are kept as they are, the others go through
+ * the core's filter (stale, internal, merged or held back reports leave
+ * no report), and after a top-up, repeats of reports the batch already
+ * has are merged into them.  Returns the new count; *internal says the
+ * wakeup channel reported. */
+static int take_batch(poller *p, poller_event *out, int before, int k,
+                      int mark, int topped, int *internal) {
+  int fin = p->nfinal;
+  int n = before;
+  p->nfinal = 0;
+  if (fin >= 0) {
+    n += fin;
+    if (k > fin)
+      filter(p, out, n, k - fin, &n, internal, mark, 0);
+  } else {
+    filter(p, out, n, k, &n, internal, mark, 1);
+  }
+  if (topped)
+    n = drop_repeats(out, before, n);
+  return n;
+}
+
+/* The wakeup channel reported: it is signalled by poller_wakeup, and by
+ * keep_fd_readable for poller_fd's sake.  Only the first ends the wait;
+ * neither is a report.  Drained either way, so it cannot spin;
+ * keep_fd_readable signals it again if still needed.  The flag is read
+ * after the drain, so a wakeup racing with it is either seen here or
+ * signals anew.  Returns 1 when a poller_wakeup was pending. */
+static int drain_wakeups(poller *p) {
+  poller__wakefd_drain(p->wakefd_r);
+  p->stats.syscalls++;
+  p->keep_signalled = 0;
+  return atomic_exchange(&p->wake_pending, 0) != 0;
+}
+
+/* The kernel set could not be replaced (no memory): its ghosts would end
+ * every kernel wait at once.  Rather than spin, waits on the wakeup
+ * channel alone for a short while between kernel waits: reports may come
+ * up to that much late, wakeups do not.  Returns the timeout left (0 for
+ * one last kernel wait without blocking). */
+static int ghost_nap(poller *p, int tmo, long long deadline) {
+  int nap = tmo < 0 || tmo > GHOST_NAP_MS ? GHOST_NAP_MS : tmo;
+  p->stats.syscalls++;
+  (void)poller__platform_wait_readable(p->wakefd_r, nap);
+  if (tmo > 0)
+    tmo = ms_left(deadline);
+  return tmo;
+}
+
+/* Asks the backend for reports after the n that out[] has, until one is
+ * the caller's, a poller_wakeup came, or tmo (ms, -1 for ever) is over.
+ * Returns the new count (the reports so far when a later call fails) or
+ * the backend's error when there is none. */
+static int wait_kernel(poller *p, poller_event *out, int n, int max, int tmo,
+                       int mark) {
   long long deadline = tmo > 0 ? now_ns() + (long long)tmo * 1000000LL : 0;
-  p->stats.waits++;
-  int topped = 0;
+  int woken = 0, topped = 0;
   while (n < max) {
     int room = max - n;
     int k = poller__fault[POLLER__FAULT_WAIT]
@@ -763,55 +796,26 @@ int poller_wait(poller *p, poller_event *out, int max, int timeout_ms) {
                 : p->be->wait(p, out + n, room, tmo);
     if (k == -EINTR) {
       p->stats.eintr++;
-      if (p->report_eintr) {
-        if (n > 0)
-          break;
-        return -EINTR;
-      }
+      if (p->report_eintr)
+        return n > 0 ? n : -EINTR;
       if (tmo > 0)
         tmo = ms_left(deadline); /* 0 makes one last, fresh poll */
       continue;
     }
-    if (k < 0) {
-      if (n > 0)
-        break;
-      return k;
-    }
+    if (k < 0)
+      return n > 0 ? n : k;
     unsigned long long stale = p->stats.stale;
-    int fin = p->nfinal;
     int internal = 0;
     int before = n;
-    p->nfinal = 0;
-    if (fin >= 0) {
-      n += fin;
-      if (k > fin)
-        filter(p, out, n, k - fin, &n, &internal, mark, 0);
-    } else {
-      filter(p, out, n, k, &n, &internal, mark, 1);
-    }
-    if (topped)
-      n = drop_repeats(out, before, n);
-    /* Slots of this call's room that produced no report: stale and
-     * internal reports, reports merged or held back by the filter, and
-     * after a top-up, repeats of reports the batch has. */
+    n = take_batch(p, out, before, k, mark, topped, &internal);
+    /* Slots of this call's room that produced no report. */
     int dropped = k - (n - before);
     int ghosts = 0;
     if (p->stats.stale != stale &&
         (p->be->caps & POLLER__CAP_STALE_REBUILD))
       ghosts = rebuild_kernel_set(p) < 0; /* ghosts of closed fds, above */
-    if (internal) {
-      /* The wakeup channel is signalled by poller_wakeup, and by
-       * keep_fd_readable for poller_fd's sake.  Only the first ends the
-       * wait; neither is a report.  Drained either way, so it cannot spin;
-       * keep_fd_readable signals it again below if still needed.  The
-       * flag is read after the drain, so a wakeup racing with it is
-       * either seen here or signals anew. */
-      poller__wakefd_drain(p->wakefd_r);
-      p->stats.syscalls++;
-      p->keep_signalled = 0;
-      if (atomic_exchange(&p->wake_pending, 0))
-        woken = 1;
-    }
+    if (internal && drain_wakeups(p))
+      woken = 1;
     if (!woken && dropped > 0 && k == room && n < max && (n > 0 || tmo == 0) &&
         topped < MAX_TOPUPS) {
       /* Reports that are not the caller's (the wakeup channel, a ghost's
@@ -828,18 +832,41 @@ int poller_wait(poller *p, poller_event *out, int max, int timeout_ms) {
     /* Only stale reports: wait again for the time that is left. */
     if (tmo > 0 && (tmo = ms_left(deadline)) == 0)
       break;
-    if (ghosts) {
-      /* The kernel set could not be replaced (no memory): its ghosts
-       * would end every kernel wait at once.  Rather than spin, wait on
-       * the wakeup channel alone for a short while between kernel waits:
-       * reports may come up to that much late, wakeups do not. */
-      int nap = tmo < 0 || tmo > GHOST_NAP_MS ? GHOST_NAP_MS : tmo;
-      p->stats.syscalls++;
-      (void)poller__platform_wait_readable(p->wakefd_r, nap);
-      if (tmo > 0 && (tmo = ms_left(deadline)) == 0)
-        tmo = 0; /* one last kernel wait, without blocking */
-    }
+    if (ghosts)
+      tmo = ghost_nap(p, tmo, deadline);
   }
+  return n;
+}
+
+int poller_wait(poller *p, poller_event *out, int max, int timeout_ms) {
+  if (!p || !out)
+    return -EFAULT;
+  if (max <= 0 || timeout_ms < -1)
+    return -EINVAL;
+  if (forked_copy(p))
+    return -ECHILD; /* the kernel object is the parent's: reinit first */
+  int n = 0, held = 0;
+  /* Always-ready files never stop being ready: on every other wait they
+   * leave a slot of out[] (all of it when max is 1) to the kernel's
+   * reports, or a socket would starve behind a regular file (test
+   * always_ready_does_not_starve_others).  The kernel is then asked with
+   * timeout 0, and the files held back top up the batch after it. */
+  int always_max = (p->stats.waits & 1) ? max - 1 : max;
+  /* Reports are marked FD_INBATCH (so the special scan and the kernel's
+   * reports merge into one per fd) only when there is a special list. */
+  int mark = p->nspecial != 0;
+  if (mark)
+    n = scan_special(p, out, max, always_max, &held);
+  if (p->nqueue)
+    (void)flush(p);
+  if (p->nspecial && n < max)
+    n = report_refused(p, out, n, max); /* the flush may have disarmed some */
+  int tmo = n > 0 || held ? 0 : timeout_ms;
+  p->stats.waits++;
+  int r = wait_kernel(p, out, n, max, tmo, mark);
+  if (r < 0)
+    return r;
+  n = r;
   if (held && n < max)
     n += scan_special(p, out + n, max - n, max - n, &held);
   if (mark)
