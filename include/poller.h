@@ -294,7 +294,10 @@ int poller_wakeup(poller *p);
  * completion port or a socket set is not a waitable socket), for NULL, or
  * when it cannot be
  * made (epoll makes it at the first call; out of descriptors).  Its number
- * stays the same for the poller's life (and across poller_reinit).
+ * stays the same for the poller's life (and across poller_reinit; in a
+ * forked child it is the parent's number, never readable until
+ * poller_reinit, except on kqueue: see poller_reinit).  On io_uring it is
+ * the ring's descriptor.
  * Interest changes reach the kernel at the next poller_wait or
  * poller_flush: a nesting loop calls poller_flush before it sleeps on this
  * descriptor. */
@@ -314,10 +317,17 @@ int poller_fd(const poller *p);
  * change, which poller_reinit applies; poller_del (and the last
  * poller_pop) forgets the registration without asking the kernel;
  * poller_wakeup does nothing (it returns 0); poller_close closes only the
- * child's own descriptors; poller_fd keeps its number (on io_uring the
- * child's copy of the ring is dropped at fork, so that the ring and the
- * files it watches stay the parent's alone: poller_fd is -1 there until
- * poller_reinit, which gives it a new number).  The parent's
+ * child's own descriptors; poller_fd returns the same number as in the
+ * parent, and after poller_reinit too, but until then it stands for an
+ * empty epoll instance, never readable, so a loop nesting it never sees
+ * the parent's readiness (epoll: the child's copy of the outer instance
+ * is emptied at fork, and one first made in the child starts empty; io_uring:
+ * the child's copy of the ring is dropped at fork, so that the ring and
+ * the files it watches stay the parent's alone, and the placeholder keeps
+ * its number); poller_reinit puts the child's own object on that number.
+ * kqueue is the exception: a kqueue is not inherited by fork, so in the
+ * child poller_fd is the parent's number, which is not the poller's,
+ * until poller_reinit gives a new one.  The parent's
  * registrations, reports and wakeups are never changed by the child.
  * poller_reinit is also allowed in the owning process, where it rebuilds
  * the kernel object in place.

@@ -21,12 +21,19 @@
  * a loop that nests poller_fd, poller_fd is a second, stable instance
  * (outer) holding the working one, created at the first poller_fd call:
  * pollers that are not nested pay nothing for it.
+ *
+ * A forked child's copy of the outer instance is the parent's, and holds
+ * the parent's set: at fork (pthread_atfork) its number is given an empty
+ * instance, never readable, and one first created in a child before
+ * poller_reinit starts empty too; poller_reinit then makes the number
+ * hold the child's own set.
  */
 #define _GNU_SOURCE /* dup3 */
 #include "internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,7 +56,57 @@ struct epoll_state {
   int spare; /* an empty instance for the next rebuild, or -1 */
   int outer; /* poller_fd: holds epfd, created on demand, or -1 */
   int old;   /* the set a rebuild replaced, until settle, or -1 */
+  /* In the list of outer instances, for the fork handler. */
+  int linked;
+  struct epoll_state *prev, *next;
 };
+
+/* ---- outer instances, emptied in a forked child ---- */
+
+static pthread_mutex_t outer_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct epoll_state *outers;
+static pthread_once_t outer_once = PTHREAD_ONCE_INIT;
+
+static void outer_prepare(void) { pthread_mutex_lock(&outer_lock); }
+static void outer_parent(void) { pthread_mutex_unlock(&outer_lock); }
+
+/* Puts an empty epoll instance (never readable, close-on-exec) on the
+ * number `num`; dup3 drops what was there in the same step.  Returns 0,
+ * or -1 when no instance can be made (the number is then closed).  Only
+ * system calls: it runs in a forked child's atfork handler. */
+static int outer_empty(int num) {
+  int o = epoll_create1(EPOLL_CLOEXEC);
+  if (o >= 0 && dup3(o, num, O_CLOEXEC) >= 0) {
+    close(o);
+    return 0;
+  }
+  /* Out of descriptors: closing the number frees one. */
+  if (o >= 0)
+    close(o);
+  close(num);
+  o = epoll_create1(EPOLL_CLOEXEC);
+  if (o < 0)
+    return -1;
+  if (o == num)
+    return 0;
+  int r = dup3(o, num, O_CLOEXEC) < 0 ? -1 : 0;
+  close(o);
+  return r;
+}
+
+/* In the child: the outer instances are the parent's, holding its sets,
+ * so a loop nesting poller_fd would see the parent's readiness.  Each
+ * number gets an empty instance instead, until poller_reinit. */
+static void outer_child(void) {
+  for (struct epoll_state *s = outers; s; s = s->next)
+    if (s->outer >= 0 && outer_empty(s->outer) < 0)
+      s->outer = -1;
+  pthread_mutex_unlock(&outer_lock);
+}
+
+static void outer_register(void) {
+  (void)pthread_atfork(outer_prepare, outer_parent, outer_child);
+}
 
 /* The bits a report may have and still be final at once: no hang-up (it
  * adds IN, left to the core's filter) and nothing unknown. */
@@ -78,6 +135,7 @@ static int epoll_init(poller *p) {
     return -ENOMEM;
   s->outer = -1;
   s->old = -1;
+  s->linked = 0;
   s->epfd = epoll_create1(EPOLL_CLOEXEC);
   if (s->epfd < 0) {
     int r = -errno;
@@ -99,6 +157,16 @@ static void epoll_fini(poller *p) {
   struct epoll_state *s = p->bstate;
   if (!s)
     return;
+  if (s->linked) {
+    pthread_mutex_lock(&outer_lock);
+    if (s->prev)
+      s->prev->next = s->next;
+    else
+      outers = s->next;
+    if (s->next)
+      s->next->prev = s->prev;
+    pthread_mutex_unlock(&outer_lock);
+  }
   close(s->epfd);
   if (s->spare >= 0)
     close(s->spare);
@@ -300,18 +368,36 @@ static int hold(poller *p, int outer, int set) {
 static int epoll_fd(const poller *p) {
   /* bstate is the backend's own, even through a const poller. */
   struct epoll_state *s = p->bstate;
-  if (s->outer < 0) {
-    int o = epoll_create1(EPOLL_CLOEXEC);
-    if (o < 0)
-      return -1; /* out of descriptors (poller.h) */
+  if (s->outer >= 0)
+    return s->outer;
+  (void)pthread_once(&outer_once, outer_register);
+  /* Under the lock, so that a fork in another thread never copies an
+   * outer instance the fork handler does not know. */
+  pthread_mutex_lock(&outer_lock);
+  int o = epoll_create1(EPOLL_CLOEXEC);
+  /* In a forked child before poller_reinit the working set is the
+   * parent's: the outer instance starts empty, and poller_reinit makes
+   * it hold the child's set. */
+  if (o >= 0 && p->fork_gen == poller__platform_fork_gen()) {
     struct epoll_event ev = {.events = EPOLLIN};
     if (epoll_ctl(o, EPOLL_CTL_ADD, s->epfd, &ev) < 0) {
       close(o);
-      return -1;
+      o = -1;
     }
-    s->outer = o;
   }
-  return s->outer;
+  if (o >= 0) {
+    s->outer = o;
+    if (!s->linked) {
+      s->linked = 1;
+      s->prev = NULL;
+      s->next = outers;
+      if (outers)
+        outers->prev = s;
+      outers = s;
+    }
+  }
+  pthread_mutex_unlock(&outer_lock);
+  return o; /* -1: out of descriptors (poller.h) */
 }
 
 /* In-process: replaces the working set with the spare, an empty

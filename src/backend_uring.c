@@ -60,7 +60,9 @@
  * tears a closed ring down later, in the background).  A forked child
  * drops its copy of every ring at fork (pthread_atfork): the child must
  * not keep the parent's files alive, and must never submit to the
- * parent's ring; poller_reinit gives it a ring of its own.
+ * parent's ring; poller_reinit gives it a ring of its own.  poller_fd is
+ * the ring fd, and its number outlives the drop: an empty epoll instance,
+ * never readable, holds it until poller_reinit moves the new ring onto it.
  *
  * The probe refuses kernels without multishot poll (5.13) and honours the
  * test hook poller__fault[POLLER__FAULT_URING_SETUP]; POLLER_AUTO then falls
@@ -71,6 +73,7 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <liburing.h>
 #include <poll.h>
 #include <pthread.h>
@@ -106,6 +109,7 @@ struct uring_state {
   int taskrun_flag; /* the kernel sets IORING_SQ_TASKRUN */
   int wake_due;     /* a wakeup completion waits for room in out[] */
   int dropped;      /* the ring was dropped (forked child, failed reinit) */
+  int hold;         /* while dropped: what holds poller_fd's number, or -1 */
   pid_t owner;      /* the process that created the ring */
   /* Candidates: fds that may be ready, checked with poll(2) at the wait,
    * in epoll's order (see the top of this file).  Kept as the pollfd
@@ -135,17 +139,44 @@ static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
 static void atfork_prepare(void) { pthread_mutex_lock(&live_lock); }
 static void atfork_parent(void) { pthread_mutex_unlock(&live_lock); }
 
-/* In the child: unmap and close the child's copy of every ring.  The ring
- * stays the parent's alone: the child cannot keep the parent's files alive
- * through it, and cannot submit to it by mistake. */
-static void atfork_child(void) {
-  for (struct uring_state *s = live; s; s = s->next) {
-    if (!s->dropped) {
-      io_uring_queue_exit(&s->ring);
-      s->ring.ring_fd = -1;
-      s->dropped = 1;
+/* Unmaps and closes this process's copy of the ring, but keeps the ring
+ * fd's number: a caller nesting poller_fd still holds it, and
+ * poller_reinit puts the next ring on it.  An empty epoll instance (never
+ * readable, close-on-exec like the ring fd) takes the number, by dup3,
+ * which drops the ring's reference in the same step.  Only system calls:
+ * it runs in a forked child's atfork handler. */
+static void ring_drop(struct uring_state *s) {
+  int num = s->ring.ring_fd;
+  int ph = epoll_create1(EPOLL_CLOEXEC);
+  if (ph >= 0 && dup3(ph, num, O_CLOEXEC) >= 0) {
+    s->ring.ring_fd = ph; /* io_uring_queue_exit closes this one */
+    io_uring_queue_exit(&s->ring);
+  } else {
+    /* Out of descriptors: the ring's own frees one for the placeholder. */
+    if (ph >= 0)
+      close(ph);
+    io_uring_queue_exit(&s->ring);
+    ph = epoll_create1(EPOLL_CLOEXEC);
+    if (ph >= 0 && ph != num) {
+      if (dup3(ph, num, O_CLOEXEC) < 0)
+        num = -1;
+      close(ph);
+    } else if (ph < 0) {
+      num = -1;
     }
   }
+  s->ring.ring_fd = -1;
+  s->hold = num;
+  s->dropped = 1;
+}
+
+/* In the child: drop the child's copy of every ring.  The ring stays the
+ * parent's alone: the child cannot keep the parent's files alive through
+ * it, and cannot submit to it by mistake. */
+static void atfork_child(void) {
+  for (struct uring_state *s = live; s; s = s->next)
+    if (!s->dropped)
+      ring_drop(s);
   pthread_mutex_unlock(&live_lock);
 }
 
@@ -291,6 +322,7 @@ static int uring_init(poller *p) {
     return r;
   }
   s->owner = getpid();
+  s->hold = -1;
   pthread_once(&atfork_once, atfork_register);
   live_link(s);
   p->bstate = s;
@@ -404,6 +436,8 @@ static void uring_fini(poller *p) {
   live_unlink(s);
   if (!s->dropped)
     io_uring_queue_exit(&s->ring);
+  else if (s->hold >= 0)
+    close(s->hold);
   free(s->cand);
   free(s->held);
   free(s);
@@ -978,17 +1012,22 @@ static int uring_commit(poller *p) {
   return s->pending ? submit(p) : 0;
 }
 
+/* The ring fd; while the ring is dropped, the never-readable descriptor
+ * that keeps its number (see ring_drop). */
 static int uring_fd(const poller *p) {
-  return ((const struct uring_state *)p->bstate)->ring.ring_fd;
+  const struct uring_state *s = p->bstate;
+  return s->dropped ? s->hold : s->ring.ring_fd;
 }
 
 static int uring_reinit(poller *p) {
   /* In a forked child the ring was dropped at fork; in the owning process
-   * the old ring's requests are cancelled first, so no file outlives it. */
+   * the old ring's requests are cancelled first, so no file outlives it,
+   * and it is dropped the same way.  Either way poller_fd's number is
+   * held, and the new ring is moved onto it. */
   struct uring_state *s = p->bstate;
   cancel_all(p);
   if (!s->dropped)
-    io_uring_queue_exit(&s->ring);
+    ring_drop(s);
   memset(&s->ring, 0, sizeof s->ring);
   s->pending = 0;
   s->ncand = 0;
@@ -1000,8 +1039,18 @@ static int uring_reinit(poller *p) {
   int r = ring_setup(&s->ring, RING_ENTRIES, &s->taskrun_flag);
   if (r < 0) {
     s->ring.ring_fd = -1;
-    s->dropped = 1;
-    return r;
+    return r; /* still dropped: the number stays held */
+  }
+  if (s->hold >= 0) {
+    /* dup3 closes the placeholder in the same step. */
+    if (dup3(s->ring.ring_fd, s->hold, O_CLOEXEC) >= 0) {
+      close(s->ring.ring_fd);
+      s->ring.ring_fd = s->hold;
+      s->ring.enter_ring_fd = s->hold;
+    } else {
+      close(s->hold);
+    }
+    s->hold = -1;
   }
   s->dropped = 0;
   s->owner = getpid();

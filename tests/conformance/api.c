@@ -518,10 +518,7 @@ static void fork_reinit_after_refusal_child(void *arg) {
   ASSERT_OK(poller_add(c->p, c->b[0], POLLER_IN, &c->b));
   int pfd = poller_fd(c->p);
   ASSERT_OK(poller_reinit(c->p));
-  /* io_uring's child gets a new ring, on a new number (issue 8 item 18,
-   * io_uring backend; test poller_fd_survives_fork_reinit). */
-  if (T_BACKEND != POLLER_URING)
-    ASSERT_EQ(poller_fd(c->p), pfd);
+  ASSERT_EQ(poller_fd(c->p), pfd);
   ASSERT_OK(poller_flush(c->p));
   t_expect_none(c->p, c->a[0], 30);
   t_write(c->b[1], 1);
@@ -559,6 +556,100 @@ TEST(fork_child_reinit_after_refused_wait) {
     t_close(c.b[i]);
   }
   t_assert_clean(c.p);
+}
+
+/* poller_fd across fork: the child's number is the parent's, before and
+ * after poller_reinit, and it never shows the parent's readiness. */
+struct fork_fd_ctx {
+  poller *p;
+  int a[2], b[2];
+  int pfd; /* poller_fd in the parent before the fork, or -1 if not asked */
+};
+
+static void fork_fd_child(void *arg) {
+  struct fork_fd_ctx *c = arg;
+  int pfd = poller_fd(c->p);
+  ASSERT_GE(pfd, 0);
+  if (c->pfd >= 0)
+    ASSERT_EQ(pfd, c->pfd);
+  /* The parent's registration of a is ready (its data came before the
+   * fork), but the child's descriptor shows none of the parent's
+   * readiness: it stays unreadable until poller_reinit. */
+  struct pollfd pl = {pfd, POLLIN, 0};
+  ASSERT_EQ(poll(&pl, 1, 100), 0);
+  ASSERT_EQ(poller_fd(c->p), pfd);
+  ASSERT_OK(poller_del(c->p, c->a[0]));
+  ASSERT_OK(poller_add(c->p, c->b[0], POLLER_IN, &c->b));
+  ASSERT_EQ(poll(&pl, 1, 0), 0);
+  ASSERT_OK(poller_reinit(c->p));
+  ASSERT_EQ(poller_fd(c->p), pfd);
+  ASSERT_OK(poller_flush(c->p));
+  /* Now it stands for the child's own set: readable when the child's
+   * registration of b is ready, and only then. */
+  ASSERT_EQ(poll(&pl, 1, 0), 0);
+  t_write(c->b[1], 1);
+  ASSERT_EQ(poll(&pl, 1, 5000), 1);
+  ASSERT_BITS(pl.revents, POLLIN);
+  poller_event ev;
+  t_wait_for(c->p, c->b[0], POLLER_IN, 2000, &ev);
+  ASSERT_TRUE(ev.data == &c->b);
+  ASSERT_EQ(t_drain(c->b[0]), 1);
+  ASSERT_OK(poller_del(c->p, c->b[0]));
+  ASSERT_EQ(poller_fd(c->p), pfd);
+  poller_close(c->p);
+}
+
+static void fork_fd_number_kept(int ask_before_fork) {
+  if (T_BACKEND == POLLER_SELECT || T_BACKEND == POLLER_POLL ||
+      T_BACKEND == POLLER_AFD)
+    SKIP("%s has no poller_fd", T_BACKEND_NAME);
+  struct fork_fd_ctx c;
+  t_open(&c.p);
+  t_socketpair(c.a);
+  t_socketpair(c.b);
+  c.pfd = -1;
+  ASSERT_OK(poller_add(c.p, c.a[0], POLLER_IN, &c.a));
+  ASSERT_OK(poller_flush(c.p));
+  t_write(c.a[1], 1);
+  if (ask_before_fork) {
+    c.pfd = poller_fd(c.p);
+    ASSERT_GE(c.pfd, 0);
+    /* The parent's descriptor shows the parent's readiness. */
+    struct pollfd pl = {c.pfd, POLLIN, 0};
+    ASSERT_EQ(poll(&pl, 1, 5000), 1);
+  }
+  t_in_child(fork_fd_child, &c);
+  poller_event ev;
+  t_wait_for(c.p, c.a[0], POLLER_IN, 2000, &ev);
+  ASSERT_TRUE(ev.data == &c.a);
+  ASSERT_EQ(t_drain(c.a[0]), 1);
+  if (ask_before_fork)
+    ASSERT_EQ(poller_fd(c.p), c.pfd);
+  ASSERT_OK(poller_del(c.p, c.a[0]));
+  for (int i = 0; i < 2; i++) {
+    t_close(c.a[i]);
+    t_close(c.b[i]);
+  }
+  t_assert_clean(c.p);
+}
+
+/* poller_fd asked in the parent before the fork: the child's number is
+ * the same, not readable although the parent's registration is ready
+ * (on epoll the child's descriptor was the parent's outer instance), the
+ * same after poller_reinit (on io_uring it was -1 in the child, then a
+ * new number), and readable when the child's own registration is ready. */
+TEST(fork_child_fd_kept_asked_before_fork) {
+  T_POSIX_ONLY("fork");
+  fork_fd_number_kept(1);
+}
+
+/* poller_fd first asked in the child, before poller_reinit: a number that
+ * is not readable although the parent's registration is ready (on epoll
+ * the outer instance was created holding the parent's set), the same
+ * after poller_reinit, then readable for the child's own registration. */
+TEST(fork_child_fd_kept_first_asked_in_child) {
+  T_POSIX_ONLY("fork");
+  fork_fd_number_kept(0);
 }
 
 static void fork_close_child(void *arg) {

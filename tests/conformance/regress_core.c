@@ -671,9 +671,10 @@ static void nest_child(void *arg) {
  * forked child, and the parent's stays its own. */
 TEST(poller_fd_survives_fork_reinit) {
   if (T_BACKEND == POLLER_URING)
-    SKIP("io_uring: the child's reinit gives poller_fd a new number, and the "
-         "parent's ring keeps a completion for data the child read (issue 8 "
-         "items 18 and 13, io_uring backend)");
+    SKIP("io_uring: the parent's ring keeps a completion for data the child "
+         "read, so the parent's poller_fd is readable (issue 8 item 13, "
+         "io_uring backend); the child's number is pinned by "
+         "fork_child_fd_kept_asked_before_fork");
   struct nest_ctx c;
   t_open(&c.p);
   c.pfd = poller_fd(c.p);
