@@ -297,7 +297,10 @@ int poller_wakeup(poller *p);
  * stays the same for the poller's life (and across poller_reinit; in a
  * forked child it is the parent's number, never readable until
  * poller_reinit, except on kqueue: see poller_reinit).  On io_uring it is
- * the ring's descriptor.
+ * the ring's descriptor, readable while completions wait to be read: a
+ * completion for a file that is no longer ready when poller_wait checks
+ * it (another thread or process read the data) makes it readable once,
+ * and the wait that reports nothing for it clears it.
  * Interest changes reach the kernel at the next poller_wait or
  * poller_flush: a nesting loop calls poller_flush before it sleeps on this
  * descriptor. */

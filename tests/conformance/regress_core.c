@@ -670,11 +670,6 @@ static void nest_child(void *arg) {
 /* poller_fd keeps its number and its meaning through poller_reinit in a
  * forked child, and the parent's stays its own. */
 TEST(poller_fd_survives_fork_reinit) {
-  if (T_BACKEND == POLLER_URING)
-    SKIP("io_uring: the parent's ring keeps a completion for data the child "
-         "read, so the parent's poller_fd is readable (issue 8 item 13, "
-         "io_uring backend); the child's number is pinned by "
-         "fork_child_fd_kept_asked_before_fork");
   struct nest_ctx c;
   t_open(&c.p);
   c.pfd = poller_fd(c.p);
@@ -688,6 +683,13 @@ TEST(poller_fd_survives_fork_reinit) {
   t_in_child(nest_child, &c);
   ASSERT_EQ(poller_fd(c.p), c.pfd);
   struct pollfd pl = {c.pfd, POLLIN, 0};
+  if (T_BACKEND == POLLER_URING && poll(&pl, 1, 0) == 1) {
+    /* The parent's ring holds a completion for the data the child read
+     * (poller.h: readable once for a file no longer ready at the wait);
+     * the wait that finds nothing to report clears it. */
+    poller_event ev;
+    ASSERT_EQ(poller_wait(c.p, &ev, 1, 0), 0);
+  }
   ASSERT_EQ(poll(&pl, 1, 0), 0);
   t_write(c.sv[1], 1);
   ASSERT_EQ(poll(&pl, 1, 5000), 1);
