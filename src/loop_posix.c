@@ -312,9 +312,23 @@ static void on_inotify(poller_loop *l, int fd, unsigned events, void *arg) {
     }
   }
 }
-#endif
 
-#ifdef __linux__
+/* Opens the loop's inotify instance and watches it; a new instance has a
+ * new generation, so reports of the old one's watch numbers are known. */
+static int inotify_open(poller_loop *l) {
+  int fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+  if (fd < 0)
+    return -errno;
+  int r = poller__loop_io_start(l, fd, POLLER_IN, on_inotify, NULL, 1);
+  if (r < 0) {
+    close(fd);
+    return r;
+  }
+  l->inotify_fd = fd;
+  l->inotify_gen++;
+  return 0;
+}
+
 /* Without watches, the inotify instance goes. */
 static void inotify_release(poller_loop *l) {
   if (l->watches || l->inotify_fd < 0)
@@ -337,16 +351,9 @@ int poller_fswatch_start(poller_loop *l, poller_fswatch *w, const char *path,
   if (listed)
     return -EBUSY;
   if (l->inotify_fd < 0) {
-    int fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-    if (fd < 0)
-      return -errno;
-    int r = poller__loop_io_start(l, fd, POLLER_IN, on_inotify, NULL, 1);
-    if (r < 0) {
-      close(fd);
+    int r = inotify_open(l);
+    if (r < 0)
       return r;
-    }
-    l->inotify_fd = fd;
-    l->inotify_gen++;
   }
   char *copy = strdup(path);
   int wd = copy ? inotify_add_watch(l->inotify_fd, path, FS_MASK) : -1;
@@ -439,16 +446,10 @@ int poller__loop_sources_reinit(poller_loop *l) {
     poller_io_stop(l, l->inotify_fd);
     close(l->inotify_fd);
     l->inotify_fd = -1;
-    int fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-    if (fd < 0)
-      return -errno;
-    int r = poller__loop_io_start(l, fd, POLLER_IN, on_inotify, NULL, 1);
-    if (r < 0) {
-      close(fd);
+    int r = inotify_open(l);
+    if (r < 0)
       return r;
-    }
-    l->inotify_fd = fd;
-    l->inotify_gen++;
+    int fd = l->inotify_fd;
     for (poller_fswatch *w = l->watches; w; w = w->next)
       w->wd = inotify_add_watch(fd, w->path, FS_MASK);
   }
