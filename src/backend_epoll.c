@@ -211,8 +211,7 @@ static int epoll_ctl_fd(poller *p, int fd, struct poller__fd *e, unsigned have,
      * its entry may stay in the set under this number (tests
      * mod_after_close_before_del_reports_once and
      * mod_after_replaced_before_del_reports_once). */
-    e->flags |= FD_GHOST_NUMBER;
-    e->ptag = POLLER__NO_TAG; /* a flag set: not plain (internal.h) */
+    poller__set_flags(p, e, FD_GHOST_NUMBER);
   }
   if (err == EEXIST && op == EPOLL_CTL_ADD) {
     /* The core holds nothing for fd, so the set's entry for this very

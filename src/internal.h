@@ -20,7 +20,7 @@
 #include <stdint.h>
 
 /* Flags of a fd table entry.  Setting one must void the plain tag (ptag,
- * below): poller.c sets them through set_flags. */
+ * below): every flag is set through poller__set_flags. */
 #define FD_REGISTERED 0x01u /* the fd has a registration stack */
 #define FD_QUEUED 0x02u     /* the fd is in the change queue */
 #define FD_DISARMED 0x04u   /* ONESHOT fired, or NVAL: nothing armed */
@@ -34,9 +34,10 @@
  * Set only during rebuild_kernel_set in poller.c. */
 #define FD_REBUILT 0x800u
 /* epoll: a removal through this number failed with EBADF or ENOENT (the
- * file was closed, or another put on the number, before poller_del), so the set may still hold an older file's entry for the
- * number, which a later EPOLL_CTL_MOD would reach and re-tag with a live
- * generation.  Kept across del and add; cleared by a rebuild. */
+ * file was closed, or another put on the number, before poller_del), so
+ * the set may still hold an older file's entry for the number, which a
+ * later EPOLL_CTL_MOD would reach and re-tag with a live generation.  Kept
+ * across del and add; cleared by a rebuild. */
 #define FD_GHOST_NUMBER 0x1000u
 
 /* The saved entries of a registration stack below its top. */
@@ -73,7 +74,7 @@ struct poller__fd {
  * is of this very fd, of its current generation, and the entry is plain:
  * one compare instead of a bound check, a flags compare and a generation
  * compare.  The core keeps it so:
- *   - every time it sets a flag of such an entry (set_flags in poller.c),
+ *   - every time a flag of such an entry is set (poller__set_flags),
  *     and when it drops or replaces a registration, it stores NO_TAG: a
  *     stale "plain" can never survive a change;
  *   - its filter stores the fd back when it finds the entry plain and the
@@ -245,6 +246,16 @@ struct poller {
 };
 
 /* Looks up fd's table entry, or NULL when the table does not reach it. */
+/* Sets flags f of e: the one way to set a flag, in the core and in the
+ * backends.  Any flag makes the entry not plain: on a backend that reads
+ * the plain tag, the tag is voided at once (see POLLER__NO_TAG). */
+static inline void poller__set_flags(const poller *p, struct poller__fd *e,
+                                     unsigned f) {
+  e->flags |= (uint16_t)f;
+  if (p->be->caps & POLLER__CAP_PLAIN_TAG)
+    e->ptag = POLLER__NO_TAG;
+}
+
 static inline struct poller__fd *poller__entry(const poller *p, int fd) {
   return (fd >= 0 && fd < p->nfds) ? &p->fds[fd] : NULL;
 }

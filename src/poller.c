@@ -159,15 +159,6 @@ static int lists_reserve(poller *p, size_t need) {
   return 0;
 }
 
-/* Sets flags f of e.  Any flag makes the entry not plain: on a backend
- * that reads the plain tag, the tag is voided at once (internal.h). */
-static inline void set_flags(const poller *p, struct poller__fd *e,
-                             unsigned f) {
-  e->flags |= (uint16_t)f;
-  if (p->be->caps & POLLER__CAP_PLAIN_TAG)
-    e->ptag = POLLER__NO_TAG;
-}
-
 /* Voids the plain tag of e, which is about to be dropped or replaced. */
 static inline void void_tag(const poller *p, struct poller__fd *e) {
   if (p->be->caps & POLLER__CAP_PLAIN_TAG)
@@ -177,14 +168,14 @@ static inline void void_tag(const poller *p, struct poller__fd *e) {
 static void queue_change(poller *p, int fd, struct poller__fd *e) {
   if (e->flags & FD_QUEUED)
     return;
-  set_flags(p, e, FD_QUEUED);
+  poller__set_flags(p, e, FD_QUEUED);
   p->queue[p->nqueue++] = fd;
 }
 
 static void special_add(poller *p, int fd, struct poller__fd *e) {
   if (e->flags & FD_INSPECIAL)
     return;
-  set_flags(p, e, FD_INSPECIAL);
+  poller__set_flags(p, e, FD_INSPECIAL);
   p->special[p->nspecial++] = fd;
 }
 
@@ -284,7 +275,7 @@ static void disarm_refused(poller *p, int fd, struct poller__fd *e) {
     (void)p->be->ctl(p, fd, e, poller__kmask(e), 0, 0);
   poller__set_kmask(e, 0);
   e->flags &= ~(FD_KDISARMED | FD_EDGE_WAIT);
-  set_flags(p, e, FD_DISARMED | FD_FAILED);
+  poller__set_flags(p, e, FD_DISARMED | FD_FAILED);
   special_add(p, fd, e);
 }
 
@@ -311,7 +302,7 @@ static int flush(poller *p) {
       e->flags &= ~FD_KDISARMED;
     } else if (r == POLLER__ALWAYS_READY) {
       poller__set_kmask(e, 0);
-      set_flags(p, e, FD_ALWAYS);
+      poller__set_flags(p, e, FD_ALWAYS);
       special_add(p, fd, e);
     } else if (want == 0) {
       /* A removal the kernel refused (EBADF: the fd was closed, and the
@@ -345,10 +336,10 @@ static int ms_left(long long deadline) {
 static void after_report(poller *p, int fd, struct poller__fd *e) {
   if (!(e->events & POLLER_ONESHOT))
     return;
-  set_flags(p, e, FD_DISARMED);
+  poller__set_flags(p, e, FD_DISARMED);
   if (p->be->caps & POLLER_ONESHOT) {
     if (!(e->flags & FD_ALWAYS))
-      set_flags(p, e, FD_KDISARMED);
+      poller__set_flags(p, e, FD_KDISARMED);
   } else {
     queue_change(p, fd, e);
   }
@@ -466,7 +457,7 @@ static int scan_special(poller *p, poller_event *out, int max,
         SET_EDGE_BITS(e, bits);
       out[n++] = (poller_event){
           .fd = fd, .events = bits, .data = e->data, .gen = e->gen};
-      set_flags(p, e, FD_INBATCH);
+      poller__set_flags(p, e, FD_INBATCH);
       after_report(p, fd, e);
       continue;
     }
@@ -508,7 +499,7 @@ static int scan_special(poller *p, poller_event *out, int max,
     if (shown) {
       out[n++] = (poller_event){
           .fd = fd, .events = shown, .data = e->data, .gen = e->gen};
-      set_flags(p, e, FD_INBATCH);
+      poller__set_flags(p, e, FD_INBATCH);
       after_report(p, fd, e);
     }
   }
@@ -611,7 +602,7 @@ static void filter(poller *p, poller_event *out, int from, int k, int *n,
        * back.  Report it once and disarm, so it cannot spin;
        * the key stays until poller_del, which then succeeds. */
       bits = shown_of(e, bits | POLLER_ERR);
-      set_flags(p, e, FD_DISARMED);
+      poller__set_flags(p, e, FD_DISARMED);
       queue_change(p, fd, e);
     } else if (emulate_et && (e->events & POLLER_ET) &&
                !(e->events & POLLER_ONESHOT)) {
@@ -624,7 +615,7 @@ static void filter(poller *p, poller_event *out, int from, int k, int *n,
       if (p->be->caps & POLLER__CAP_EDGE_PROBE)
         edge = select_edge(p, fd, e, edge);
       SET_EDGE_BITS(e, edge);
-      set_flags(p, e, FD_EDGE_WAIT);
+      poller__set_flags(p, e, FD_EDGE_WAIT);
       special_add(p, fd, e);
       queue_change(p, fd, e);
       bits = shown_of(e, bits);
@@ -641,7 +632,7 @@ static void filter(poller *p, poller_event *out, int from, int k, int *n,
     out[w++] = (poller_event){
         .fd = fd, .events = bits, .data = e->data, .gen = e->gen};
     if (mark)
-      set_flags(p, e, FD_INBATCH); /* a second special scan must not
+      poller__set_flags(p, e, FD_INBATCH); /* a second special scan must not
                                       repeat it */
     after_report(p, fd, e);
   }
@@ -682,7 +673,7 @@ static int rebuild_kernel_set(poller *p) {
      * report current readiness again, as it would without a rebuild;
      * any other re-add only repeats what the kernel already had. */
     if (!(e->flags & FD_QUEUED))
-      set_flags(p, e, FD_REBUILT);
+      poller__set_flags(p, e, FD_REBUILT);
     queue_change(p, fd, e);
   }
   (void)flush(p);
@@ -922,7 +913,7 @@ static int do_add(poller *p, int fd, unsigned events, void *data) {
   if (gen == 0)
     gen = ++p->next_gen;
   e->flags &= (FD_QUEUED | FD_INSPECIAL | FD_GHOST_NUMBER);
-  set_flags(p, e, FD_REGISTERED | ((events & MODE_BITS) ? FD_MODES : 0));
+  poller__set_flags(p, e, FD_REGISTERED | ((events & MODE_BITS) ? FD_MODES : 0));
   e->events = events;
   e->data = data;
   e->gen = gen;
@@ -936,7 +927,7 @@ static int do_add(poller *p, int fd, unsigned events, void *data) {
   r = backend_ctl(p, fd, e, 0, want, 0);
   p->stats.changes++;
   if (r == POLLER__ALWAYS_READY) {
-    set_flags(p, e, FD_ALWAYS);
+    poller__set_flags(p, e, FD_ALWAYS);
     special_add(p, fd, e);
     keep_fd_readable(p);
   } else if (r < 0) {
@@ -979,7 +970,7 @@ static void set_top(poller *p, int fd, struct poller__fd *e, unsigned events,
    * (another refusal reports anew). */
   e->flags &= ~(FD_DISARMED | FD_FAILED | FD_EDGE_WAIT | FD_MODES);
   if (events & MODE_BITS)
-    set_flags(p, e, FD_MODES);
+    poller__set_flags(p, e, FD_MODES);
   queue_change(p, fd, e);
 }
 
